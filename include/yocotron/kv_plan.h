@@ -1,0 +1,69 @@
+// The per-layer KV plan: where each layer's keys and values come from. Every architecture is a
+// small function from the model config to this plan; one decoder interprets it, and parameter
+// counts and KV-cache bytes are derived from it. Layers are 0-based here (docs number them 1..L).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "yocotron/config.h"
+
+namespace yt {
+
+enum class KvCombine {
+  Own,         // the layer's own projection (post-RoPE for K)
+  Reuse,       // the final K (or V) of layer `from`, used as is
+  ScalarMix,   // scale * (w0 * final[from] + w1 * own); two scalars per tensor (YOCO++, ResFormer)
+  VectorMix,   // w0 ⊙ final[from] + w1 ⊙ final[from2]; two vectors of head_dim/2, tied within RoPE
+               // pairs and shared across heads (FusedKV)
+  HeadSplice,  // even KV heads from the own projection, odd heads from final[from] (SkipV1Former)
+};
+
+struct KvSource {
+  KvCombine kind = KvCombine::Own;
+  int from = -1;
+  int from2 = -1;
+  double scale = 1.0;
+  double w0_init = 0.0;
+  double w1_init = 1.0;
+  bool random_init = false;  // VectorMix: weights drawn from N(0, 1) instead of (w0_init, w1_init)
+  bool learnable = false;
+  bool weight_decay = false;
+
+  bool has_weights() const { return kind == KvCombine::ScalarMix || kind == KvCombine::VectorMix; }
+};
+
+struct LayerKvPlan {
+  int layer = 0;
+  int own_k_heads = 0;  // KV heads this layer projects itself (0: no W_K at all)
+  int own_v_heads = 0;
+  KvSource k, v;
+  int cached_k_heads = 0;  // KV heads a decode-time cache stores for this layer
+  int cached_v_heads = 0;
+};
+
+struct KvPlan {
+  std::string arch;
+  std::vector<LayerKvPlan> layers;
+
+  int64_t kv_cache_bytes_per_token(int64_t head_dim, int64_t bytes_per_element = 2) const;
+};
+
+struct Architecture {
+  std::string name;
+  std::string summary;
+  KvPlan (*plan)(const ModelConfig&);
+  // Extra constraints on the model shape, one message per problem naming the keys.
+  std::vector<std::string> (*check)(const ModelConfig&);
+};
+
+const std::vector<Architecture>& architectures();
+const Architecture* find_architecture(const std::string& name);
+const std::vector<std::string>& architecture_names();
+KvPlan make_kv_plan(const ModelConfig& m);
+
+// "own", "layer 3", "0.00*L1 + 0.03*self (x35)": a short human description of a source
+// (layers printed 1-based, as in the papers).
+std::string describe(const KvSource& s);
+
+}  // namespace yt

@@ -1,0 +1,328 @@
+// Reading recipes: `base:` inheritance, deep merge, `--set` overrides, and the strict typed walk
+// that turns a YAML tree into a Config while collecting every problem it meets.
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "fields.h"
+#include "yocotron/config.h"
+#include "yocotron/str.h"
+
+namespace fs = std::filesystem;
+
+namespace yt {
+
+ConfigError::ConfigError(std::vector<std::string> problems)
+    : std::runtime_error(join(problems, "\n")), problems_(std::move(problems)) {}
+
+namespace {
+
+// Where each leaf of the merged tree was last written (a file, or "--set k=v").
+using Origins = std::map<std::string, std::string>;
+
+struct Tree {
+  YAML::Node root = YAML::Node(YAML::NodeType::Map);
+  Origins origin;
+};
+
+void record_origins(const YAML::Node& node, const std::string& prefix, const std::string& who,
+                    Origins& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      std::string key = kv.first.as<std::string>();
+      if (prefix.empty() && key == "base") continue;
+      std::string path = prefix.empty() ? key : prefix + "." + key;
+      out[path] = who;
+      record_origins(kv.second, path, who, out);
+    }
+  }
+}
+
+void merge_into(YAML::Node dst, const YAML::Node& src) {
+  for (const auto& kv : src) {
+    std::string key = kv.first.as<std::string>();
+    if (dst[key] && dst[key].IsMap() && kv.second.IsMap()) {
+      merge_into(dst[key], kv.second);
+    } else {
+      dst[key] = YAML::Clone(kv.second);
+    }
+  }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError({cat(origin, ":", e.mark.line + 1, ":", e.mark.column + 1,
+                           ": YAML syntax error: ", e.msg)});
+  }
+}
+
+Tree load_tree_text(const std::string& text, const std::string& origin, const fs::path& dir,
+                    std::vector<std::string>& chain);
+
+Tree load_tree_file(const fs::path& path, std::vector<std::string>& chain) {
+  std::string canon = fs::weakly_canonical(path).string();
+  for (const auto& c : chain) {
+    if (c == canon) throw ConfigError({cat(path.string(), ": base recipes form a cycle: ",
+                                           join(chain, " -> "), " -> ", canon)});
+  }
+  std::ifstream in(path);
+  if (!in) throw ConfigError({cat(path.string(), ": cannot open recipe: ", std::strerror(errno))});
+  std::stringstream ss;
+  ss << in.rdbuf();
+  chain.push_back(canon);
+  Tree t = load_tree_text(ss.str(), path.string(), path.parent_path(), chain);
+  chain.pop_back();
+  return t;
+}
+
+Tree load_tree_text(const std::string& text, const std::string& origin, const fs::path& dir,
+                    std::vector<std::string>& chain) {
+  YAML::Node node = parse_yaml(text, origin);
+  if (node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
+  if (!node.IsMap()) throw ConfigError({cat(origin, ": a recipe must be a YAML mapping of sections")});
+  Tree tree;
+  if (node["base"]) {
+    const YAML::Node b = node["base"];
+    if (!b.IsScalar()) throw ConfigError({cat(origin, ": base: expected a path to a recipe")});
+    fs::path base_path = fs::path(b.Scalar());
+    if (base_path.is_relative()) base_path = dir / base_path;
+    tree = load_tree_file(base_path, chain);
+  }
+  merge_into(tree.root, node);
+  tree.root.remove("base");
+  record_origins(node, "", origin, tree.origin);
+  return tree;
+}
+
+void apply_override(Tree& tree, const std::string& assignment, std::vector<std::string>& problems) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    problems.push_back(cat("--set ", assignment, ": expected section.key=value"));
+    return;
+  }
+  std::string key = assignment.substr(0, eq);
+  std::string value = assignment.substr(eq + 1);
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::ParserException& e) {
+    problems.push_back(cat("--set ", assignment, ": value is not valid YAML: ", e.msg));
+    return;
+  }
+  auto parts = split(key, '.');
+  std::vector<YAML::Node> path{tree.root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node child = path.back()[parts[i]];
+    if (!child.IsMap()) child = YAML::Node(YAML::NodeType::Map);
+    path.back()[parts[i]] = child;
+    path.push_back(child);
+  }
+  path.back()[parts.back()] = parsed;
+  tree.origin[key] = "--set " + assignment;
+}
+
+// ---- typed conversion of one scalar -------------------------------------------------------------
+
+std::string shown(const YAML::Node& n) {
+  if (n.IsNull()) return "null (no value)";
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a mapping";
+  return "'" + n.Scalar() + "'";
+}
+
+bool quoted(const YAML::Node& n) { return n.Tag() == "!"; }
+
+std::string convert(const YAML::Node& n, std::string& out, const detail::Choices& choices) {
+  if (n.IsNull()) {
+    if (!choices.empty()) return "expected one of " + join(choices, "|") + ", found null (no value)";
+    out.clear();
+    return "";
+  }
+  if (!n.IsScalar()) return "expected a string, found " + shown(n);
+  if (!choices.empty()) {
+    bool ok = false;
+    for (const auto& c : choices) ok = ok || c == n.Scalar();
+    if (!ok) {
+      std::string near = closest_match(n.Scalar(), choices);
+      return "expected one of " + join(choices, "|") + ", found " + shown(n) +
+             (near.empty() ? "" : "; did you mean '" + near + "'?");
+    }
+  }
+  out = n.Scalar();
+  return "";
+}
+
+std::string convert(const YAML::Node& n, int64_t& out, const detail::Choices&) {
+  if (!n.IsScalar() || quoted(n)) return "expected an integer, found " + shown(n);
+  const std::string& s = n.Scalar();
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (!s.empty() && *end == '\0' && errno == 0) {
+    out = v;
+    return "";
+  }
+  // Accept integral scientific notation (steps: 1e5), nothing fractional.
+  double d = std::strtod(s.c_str(), &end);
+  if (!s.empty() && *end == '\0' && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) {
+    out = static_cast<int64_t>(d);
+    return "";
+  }
+  return "expected an integer, found " + shown(n);
+}
+
+std::string convert(const YAML::Node& n, double& out, const detail::Choices&) {
+  if (!n.IsScalar() || quoted(n)) return "expected a number, found " + shown(n);
+  const std::string& s = n.Scalar();
+  char* end = nullptr;
+  double d = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !std::isfinite(d)) return "expected a number, found " + shown(n);
+  out = d;
+  return "";
+}
+
+std::string convert(const YAML::Node& n, bool& out, const detail::Choices&) {
+  if (n.IsScalar() && !quoted(n)) {
+    const std::string& s = n.Scalar();
+    if (s == "true" || s == "True" || s == "TRUE") { out = true; return ""; }
+    if (s == "false" || s == "False" || s == "FALSE") { out = false; return ""; }
+  }
+  return "expected a boolean (true|false), found " + shown(n);
+}
+
+// ---- the strict walk ----------------------------------------------------------------------------
+
+struct Binder {
+  std::map<std::string, std::function<std::string(const YAML::Node&)>> setters;
+  std::set<std::string> sections;
+  std::vector<std::string> known;  // leaves and sections, for suggestions
+};
+
+Binder bind(Config& cfg) {
+  Binder b;
+  detail::visit_fields(cfg, [&](const char* key, auto& field, const detail::Choices& choices) {
+    b.setters[key] = [&field, choices](const YAML::Node& n) { return convert(n, field, choices); };
+    b.known.push_back(key);
+    auto parts = split(key, '.');
+    std::string prefix;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      prefix += (i ? "." : "") + parts[i];
+      if (b.sections.insert(prefix).second) b.known.push_back(prefix);
+    }
+  });
+  return b;
+}
+
+void walk(const YAML::Node& node, const std::string& prefix, const Binder& b, const Origins& origin,
+          std::vector<std::string>& problems) {
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>();
+    std::string path = prefix.empty() ? key : prefix + "." + key;
+    auto it = origin.find(path);
+    std::string where = it == origin.end() ? "" : it->second + ": ";
+    auto setter = b.setters.find(path);
+    if (setter != b.setters.end()) {
+      std::string err = setter->second(kv.second);
+      if (!err.empty()) problems.push_back(where + path + ": " + err);
+    } else if (b.sections.count(path)) {
+      if (kv.second.IsMap()) {
+        walk(kv.second, path, b, origin, problems);
+      } else if (!kv.second.IsNull()) {
+        problems.push_back(where + path + ": expected a section of keys, found " + shown(kv.second));
+      }
+    } else {
+      std::string near = closest_match(path, b.known);
+      problems.push_back(where + path + ": unknown key" +
+                         (near.empty() ? "" : "; did you mean '" + near + "'?"));
+    }
+  }
+}
+
+Config finish(Tree tree, const std::vector<std::string>& overrides, const std::string& source) {
+  std::vector<std::string> problems;
+  for (const auto& o : overrides) apply_override(tree, o, problems);
+  Config cfg;
+  cfg.source = source;
+  Binder b = bind(cfg);
+  walk(tree.root, "", b, tree.origin, problems);
+  if (problems.empty()) {
+    for (auto& p : validate(cfg)) problems.push_back((source.empty() ? "" : source + ": ") + p);
+  }
+  if (!problems.empty()) throw ConfigError(problems);
+  return cfg;
+}
+
+}  // namespace
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::vector<std::string> chain;
+  return finish(load_tree_file(path, chain), overrides, path);
+}
+
+Config config_from_yaml(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                        const std::string& origin) {
+  std::vector<std::string> chain;
+  return finish(load_tree_text(yaml_text, origin, fs::current_path(), chain), overrides, origin);
+}
+
+std::vector<SchemaKey> schema() {
+  std::vector<SchemaKey> out;
+  const Config defaults;
+  detail::visit_fields(defaults, [&](const char* key, const auto& field, const detail::Choices& ch) {
+    using T = std::decay_t<decltype(field)>;
+    SchemaKey k{key, "", ""};
+    if constexpr (std::is_same_v<T, std::string>) {
+      k.type = ch.empty() ? "string" : "one of " + join(ch, "|");
+      k.default_text = field;
+    } else if constexpr (std::is_same_v<T, bool>) {
+      k.type = "boolean";
+      k.default_text = field ? "true" : "false";
+    } else if constexpr (std::is_same_v<T, double>) {
+      k.type = "number";
+      k.default_text = format_double(field);
+    } else {
+      k.type = "integer";
+      k.default_text = std::to_string(field);
+    }
+    out.push_back(k);
+  });
+  return out;
+}
+
+std::string to_yaml(const Config& cfg) {
+  YAML::Node root(YAML::NodeType::Map);
+  detail::visit_fields(cfg, [&](const char* key, const auto& field, const detail::Choices&) {
+    auto parts = split(key, '.');
+    std::vector<YAML::Node> path{root};
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      YAML::Node child = path.back()[parts[i]];
+      if (!child.IsMap()) child = YAML::Node(YAML::NodeType::Map);
+      path.back()[parts[i]] = child;
+      path.push_back(child);
+    }
+    using T = std::decay_t<decltype(field)>;
+    if constexpr (std::is_same_v<T, double>) {
+      path.back()[parts.back()] = format_double(field);
+    } else if constexpr (std::is_same_v<T, bool>) {
+      path.back()[parts.back()] = field ? "true" : "false";
+    } else {
+      path.back()[parts.back()] = field;
+    }
+  });
+  YAML::Emitter em;
+  em << root;
+  return std::string(em.c_str()) + "\n";
+}
+
+}  // namespace yt

@@ -1,0 +1,97 @@
+// Semantic checks of a typed Config: each problem is one message naming the keys involved.
+#include "yocotron/config.h"
+#include "yocotron/kv_plan.h"
+#include "yocotron/str.h"
+
+namespace yt {
+namespace {
+
+void positive(std::vector<std::string>& out, const char* key, int64_t v) {
+  if (v <= 0) out.push_back(cat(key, "=", v, " must be > 0"));
+}
+
+void non_negative(std::vector<std::string>& out, const char* key, int64_t v) {
+  if (v < 0) out.push_back(cat(key, "=", v, " must be >= 0"));
+}
+
+void check_model(const ModelConfig& m, std::vector<std::string>& out) {
+  positive(out, "model.n_layers", m.n_layers);
+  positive(out, "model.d_model", m.d_model);
+  positive(out, "model.n_heads", m.n_heads);
+  positive(out, "model.n_kv_heads", m.n_kv_heads);
+  positive(out, "model.d_ffn", m.d_ffn);
+  positive(out, "model.vocab_size", m.vocab_size);
+  positive(out, "model.max_seq_len", m.max_seq_len);
+  if (!out.empty()) return;  // the divisibility checks below need positive sizes
+  if (m.d_model % m.n_heads != 0)
+    out.push_back(cat("model.d_model=", m.d_model, " is not divisible by model.n_heads=", m.n_heads));
+  else if (m.head_dim() % 2 != 0)
+    out.push_back(cat("model.d_model/model.n_heads=", m.head_dim(), " (head dim) must be even for RoPE"));
+  if (m.n_heads % m.n_kv_heads != 0)
+    out.push_back(cat("model.n_heads=", m.n_heads, " is not divisible by model.n_kv_heads=", m.n_kv_heads));
+  if (!(m.rope_theta > 0)) out.push_back(cat("model.rope_theta=", m.rope_theta, " must be > 0"));
+  if (!(m.norm_eps > 0)) out.push_back(cat("model.norm_eps=", m.norm_eps, " must be > 0"));
+  if (!(m.init_std > 0)) out.push_back(cat("model.init_std=", m.init_std, " must be > 0"));
+  if (const Architecture* a = find_architecture(m.arch)) {
+    for (auto& p : a->check(m)) out.push_back(p);
+  }
+}
+
+void check_train(const Config& c, std::vector<std::string>& out) {
+  const TrainConfig& t = c.train;
+  positive(out, "train.steps", t.steps);
+  positive(out, "train.micro_batch", t.micro_batch);
+  positive(out, "train.global_batch", t.global_batch);
+  non_negative(out, "train.warmup_steps", t.warmup_steps);
+  non_negative(out, "train.eval_every", t.eval_every);
+  positive(out, "train.eval_batches", t.eval_batches);
+  non_negative(out, "train.exit_after_steps", t.exit_after_steps);
+  positive(out, "train.max_skipped_in_a_row", t.max_skipped_in_a_row);
+  if (!(t.lr > 0)) out.push_back(cat("train.lr=", t.lr, " must be > 0"));
+  if (t.min_lr < 0 || t.min_lr > t.lr)
+    out.push_back(cat("train.min_lr=", t.min_lr, " must be between 0 and train.lr=", t.lr));
+  if (t.warmup_steps > t.steps)
+    out.push_back(cat("train.warmup_steps=", t.warmup_steps, " exceeds train.steps=", t.steps));
+  if (t.micro_batch > 0 && t.global_batch % t.micro_batch != 0)
+    out.push_back(cat("train.global_batch=", t.global_batch, " is not a multiple of train.micro_batch=", t.micro_batch));
+  if (!(t.beta1 >= 0 && t.beta1 < 1)) out.push_back(cat("train.beta1=", t.beta1, " must be in [0, 1)"));
+  if (!(t.beta2 >= 0 && t.beta2 < 1)) out.push_back(cat("train.beta2=", t.beta2, " must be in [0, 1)"));
+  if (!(t.eps > 0)) out.push_back(cat("train.eps=", t.eps, " must be > 0"));
+  if (t.weight_decay < 0) out.push_back(cat("train.weight_decay=", t.weight_decay, " must be >= 0"));
+  if (t.grad_clip < 0) out.push_back(cat("train.grad_clip=", t.grad_clip, " must be >= 0 (0 = off)"));
+}
+
+void check_parallel(const Config& c, std::vector<std::string>& out) {
+  const ParallelConfig& p = c.parallel;
+  positive(out, "parallel.tp", p.tp);
+  if (p.tp > 0 && c.model.n_heads > 0 && c.model.n_kv_heads > 0) {
+    if (c.model.n_heads % p.tp != 0)
+      out.push_back(cat("parallel.tp=", p.tp, " does not divide model.n_heads=", c.model.n_heads));
+    if (c.model.n_kv_heads % p.tp != 0)
+      out.push_back(cat("parallel.tp=", p.tp, " does not divide model.n_kv_heads=", c.model.n_kv_heads));
+    else if (c.model.arch == "skipv1" && (c.model.n_kv_heads / p.tp) % 2 != 0)
+      out.push_back(cat("model.n_kv_heads/parallel.tp=", c.model.n_kv_heads / p.tp,
+                        " must be even for model.arch=skipv1 (each rank needs whole own/shared head pairs)"));
+  }
+  if (!(p.bucket_mb > 0)) out.push_back(cat("parallel.bucket_mb=", p.bucket_mb, " must be > 0"));
+  if (!(p.timeout_s > 0)) out.push_back(cat("parallel.timeout_s=", p.timeout_s, " must be > 0"));
+}
+
+}  // namespace
+
+std::vector<std::string> validate(const Config& c) {
+  std::vector<std::string> out;
+  check_model(c.model, out);
+  positive(out, "data.seq_len", c.data.seq_len);
+  positive(out, "data.prefetch", c.data.prefetch);
+  if (c.data.seq_len > c.model.max_seq_len)
+    out.push_back(cat("data.seq_len=", c.data.seq_len, " exceeds model.max_seq_len=", c.model.max_seq_len));
+  check_train(c, out);
+  check_parallel(c, out);
+  non_negative(out, "checkpoint.every", c.checkpoint.every);
+  positive(out, "checkpoint.keep_last", c.checkpoint.keep_last);
+  positive(out, "log.every", c.log.every);
+  return out;
+}
+
+}  // namespace yt

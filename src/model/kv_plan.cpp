@@ -1,0 +1,223 @@
+#include "yocotron/kv_plan.h"
+
+#include "yocotron/str.h"
+
+namespace yt {
+namespace {
+
+KvSource own() { return {}; }
+
+KvSource reuse(int layer) {
+  KvSource s;
+  s.kind = KvCombine::Reuse;
+  s.from = layer;
+  return s;
+}
+
+LayerKvPlan layer_plan(int i, int kv_heads, KvSource k, KvSource v) {
+  auto own_heads = [&](const KvSource& s) {
+    switch (s.kind) {
+      case KvCombine::Own:
+      case KvCombine::ScalarMix: return kv_heads;
+      case KvCombine::HeadSplice: return kv_heads / 2;
+      default: return 0;
+    }
+  };
+  auto cached_heads = [&](const KvSource& s) {
+    switch (s.kind) {
+      case KvCombine::Own:
+      case KvCombine::ScalarMix: return kv_heads;  // the mixed result is what gets cached
+      case KvCombine::HeadSplice: return kv_heads / 2;
+      default: return 0;  // derived from other layers' caches on the fly
+    }
+  };
+  LayerKvPlan p;
+  p.layer = i;
+  p.k = k;
+  p.v = v;
+  p.own_k_heads = own_heads(k);
+  p.own_v_heads = own_heads(v);
+  p.cached_k_heads = cached_heads(k);
+  p.cached_v_heads = cached_heads(v);
+  return p;
+}
+
+int n_layers(const ModelConfig& m) { return static_cast<int>(m.n_layers); }
+int kv_heads(const ModelConfig& m) { return static_cast<int>(m.n_kv_heads); }
+
+KvPlan transformer_plan(const ModelConfig& m) {
+  KvPlan p{"transformer", {}};
+  for (int i = 0; i < n_layers(m); ++i) p.layers.push_back(layer_plan(i, kv_heads(m), own(), own()));
+  return p;
+}
+
+// Cross-layer YOCO: layers 1..n compute K,V; n+1..L attend with layer n's.
+KvPlan yoco_plan(const ModelConfig& m) {
+  KvPlan p{"yoco", {}};
+  int n = n_layers(m) / 2;
+  for (int i = 0; i < n_layers(m); ++i) {
+    bool top = i >= n;
+    p.layers.push_back(layer_plan(i, kv_heads(m), top ? reuse(n - 1) : own(), top ? reuse(n - 1) : own()));
+  }
+  return p;
+}
+
+// YOCO++: layers 2..n replace K,V by s*(a K_1 + b K_i), s*(c V_1 + d V_i); a=c=0, b=d=1/s at init.
+KvPlan yocopp_plan(const ModelConfig& m) {
+  KvPlan p = yoco_plan(m);
+  p.arch = "yocopp";
+  KvSource mix;
+  mix.kind = KvCombine::ScalarMix;
+  mix.from = 0;
+  mix.scale = m.yocopp.scaling_factor;
+  mix.w0_init = 0.0;
+  mix.w1_init = 1.0 / m.yocopp.scaling_factor;
+  mix.learnable = true;
+  mix.weight_decay = m.yocopp.weight_decay;
+  int n = n_layers(m) / 2;
+  for (int i = 1; i < n; ++i) p.layers[i] = layer_plan(i, kv_heads(m), mix, mix);
+  return p;
+}
+
+// FusedKV: top layer i: K = a⊙K_1 + a'⊙K_n, V = b⊙V_1 + b'⊙V_n.
+KvPlan fusedkv_plan(const ModelConfig& m) {
+  KvPlan p = yoco_plan(m);
+  p.arch = "fusedkv";
+  int n = n_layers(m) / 2;
+  bool lite = m.fusedkv.init == "lite";
+  auto fuse = [&](double w_first, double w_middle) {
+    KvSource s;
+    s.kind = KvCombine::VectorMix;
+    s.from = 0;
+    s.from2 = n - 1;
+    s.w0_init = w_first;
+    s.w1_init = w_middle;
+    s.random_init = !lite;
+    s.learnable = true;
+    return s;
+  };
+  // "lite" starts as FusedKV-Lite: K = K_n (a=0, a'=1), V = V_1 (b=1, b'=0).
+  for (int i = n; i < n_layers(m); ++i) p.layers[i] = layer_plan(i, kv_heads(m), fuse(0, 1), fuse(1, 0));
+  return p;
+}
+
+KvPlan fusedkv_lite_plan(const ModelConfig& m) {
+  KvPlan p = yoco_plan(m);
+  p.arch = "fusedkv_lite";
+  int n = n_layers(m) / 2;
+  for (int i = n; i < n_layers(m); ++i) p.layers[i] = layer_plan(i, kv_heads(m), reuse(n - 1), reuse(0));
+  return p;
+}
+
+// CLA-2: odd layers (1-based) compute K,V; each even layer 2j reuses layer 2j-1.
+KvPlan cla2_plan(const ModelConfig& m) {
+  KvPlan p{"cla2", {}};
+  for (int i = 0; i < n_layers(m); ++i) {
+    bool shares = i % 2 == 1;
+    p.layers.push_back(layer_plan(i, kv_heads(m), shares ? reuse(i - 1) : own(), shares ? reuse(i - 1) : own()));
+  }
+  return p;
+}
+
+// SkipV1Former: layers >= 2 project half of their value heads and take the other half from layer 1.
+KvPlan skipv1_plan(const ModelConfig& m) {
+  KvPlan p{"skipv1", {}};
+  KvSource splice;
+  splice.kind = KvCombine::HeadSplice;
+  splice.from = 0;
+  for (int i = 0; i < n_layers(m); ++i) p.layers.push_back(layer_plan(i, kv_heads(m), own(), i == 0 ? own() : splice));
+  return p;
+}
+
+// ResFormer (value residual): layers >= 2 attend with V'_i = λ1 V_1 + λ2 V_i.
+KvPlan resformer_plan(const ModelConfig& m) {
+  KvPlan p{"resformer", {}};
+  KvSource mix;
+  mix.kind = KvCombine::ScalarMix;
+  mix.from = 0;
+  mix.w0_init = m.resformer.lambda1;
+  mix.w1_init = m.resformer.lambda2;
+  mix.learnable = m.resformer.learnable;
+  for (int i = 0; i < n_layers(m); ++i) p.layers.push_back(layer_plan(i, kv_heads(m), own(), i == 0 ? own() : mix));
+  return p;
+}
+
+std::vector<std::string> no_extra_checks(const ModelConfig&) { return {}; }
+
+std::vector<std::string> yoco_family_checks(const ModelConfig& m) {
+  if (m.n_layers % 2 != 0 || m.n_layers < 2)
+    return {cat("model.n_layers=", m.n_layers, " must be even (and >= 2) for model.arch=", m.arch,
+                ": the top half reuses the middle layer's keys and values")};
+  return {};
+}
+
+std::vector<std::string> yocopp_checks(const ModelConfig& m) {
+  auto out = yoco_family_checks(m);
+  if (!(m.yocopp.scaling_factor > 0))
+    out.push_back(cat("model.yocopp.scaling_factor=", m.yocopp.scaling_factor, " must be > 0"));
+  return out;
+}
+
+std::vector<std::string> skipv1_checks(const ModelConfig& m) {
+  if (m.n_kv_heads % 2 != 0)
+    return {cat("model.n_kv_heads=", m.n_kv_heads, " must be even for model.arch=skipv1: half of the value heads come from layer 1")};
+  return {};
+}
+
+}  // namespace
+
+const std::vector<Architecture>& architectures() {
+  static const std::vector<Architecture> archs = {
+      {"transformer", "every layer computes its own K,V (Llama)", transformer_plan, no_extra_checks},
+      {"yoco", "top half reuses the middle layer's K,V", yoco_plan, yoco_family_checks},
+      {"yocopp", "YOCO + learnable scaled residuals from each bottom layer's K,V to layer 1's", yocopp_plan, yocopp_checks},
+      {"fusedkv", "top layers fuse layer 1's and the middle layer's K,V with learned vectors", fusedkv_plan, yoco_family_checks},
+      {"fusedkv_lite", "top layers use the middle layer's K and layer 1's V", fusedkv_lite_plan, yoco_family_checks},
+      {"cla2", "each even layer reuses the K,V of the layer below it", cla2_plan, no_extra_checks},
+      {"skipv1", "layers >= 2 take half their value heads from layer 1", skipv1_plan, skipv1_checks},
+      {"resformer", "layers >= 2 attend with a residual mix of layer 1's values", resformer_plan, no_extra_checks},
+  };
+  return archs;
+}
+
+const Architecture* find_architecture(const std::string& name) {
+  for (const auto& a : architectures())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+const std::vector<std::string>& architecture_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& a : architectures()) n.push_back(a.name);
+    return n;
+  }();
+  return names;
+}
+
+KvPlan make_kv_plan(const ModelConfig& m) {
+  const Architecture* a = find_architecture(m.arch);
+  if (!a) throw ConfigError({cat("model.arch: unknown architecture '", m.arch, "'")});
+  return a->plan(m);
+}
+
+int64_t KvPlan::kv_cache_bytes_per_token(int64_t head_dim, int64_t bytes_per_element) const {
+  int64_t heads = 0;
+  for (const auto& l : layers) heads += l.cached_k_heads + l.cached_v_heads;
+  return heads * head_dim * bytes_per_element;
+}
+
+std::string describe(const KvSource& s) {
+  switch (s.kind) {
+    case KvCombine::Own: return "own";
+    case KvCombine::Reuse: return cat("L", s.from + 1);
+    case KvCombine::ScalarMix:
+      return cat(s.scale == 1.0 ? "" : cat(format_double(s.scale), "*("), "a*L", s.from + 1, " + b*self",
+                 s.scale == 1.0 ? "" : ")", s.learnable ? "" : " (fixed)");
+    case KvCombine::VectorMix: return cat("w*L", s.from + 1, " + w'*L", s.from2 + 1);
+    case KvCombine::HeadSplice: return cat("even heads own, odd heads L", s.from + 1);
+  }
+  return "?";
+}
+
+}  // namespace yt
