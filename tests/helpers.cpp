@@ -18,16 +18,19 @@ struct TempRoot {
     root = fs::temp_directory_path() / ("yocotron-test-" + std::to_string(::getpid()));
     fs::create_directories(root);
   }
-  ~TempRoot() {
-    std::error_code ec;
-    if (!std::getenv("YT_KEEP_TEST_FILES")) fs::remove_all(root, ec);
-  }
 };
 TempRoot& temp_root() {
   static TempRoot r;
   return r;
 }
 }  // namespace
+
+void remove_temp_dirs() {
+  // Called from main(), not a static destructor: the torch wheel's libtorch.so exports its own
+  // std::filesystem symbols, which crash when used after libtorch's statics are destroyed.
+  std::error_code ec;
+  if (!std::getenv("YT_KEEP_TEST_FILES")) fs::remove_all(temp_root().root, ec);
+}
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

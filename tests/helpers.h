@@ -18,8 +18,9 @@ ProcResult run_yocotron(const std::string& args);
 
 std::string source_dir();   // the repository root
 std::string yocotron_bin();
-// A fresh, empty directory under the system temp dir, removed when the test binary exits.
+// A fresh, empty directory under the system temp dir, removed by remove_temp_dirs().
 std::filesystem::path temp_dir(const std::string& tag);
+void remove_temp_dirs();  // main() calls it after the tests; YT_KEEP_TEST_FILES=1 keeps them
 std::string read_file(const std::filesystem::path& p);
 void write_file(const std::filesystem::path& p, const std::string& text);
 

@@ -8,6 +8,7 @@
 #endif
 #include <cstdlib>
 
+#include "helpers.h"
 #include "yocotron/log.h"
 #include "yocotron/mpi_env.h"
 
@@ -16,5 +17,7 @@ int main(int argc, char** argv) {
   if (std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE")) rank = yt::MpiEnv::get().rank();
   yt::log::init(rank);
   yt::log::set_level(yt::log::Level::Warn);
-  return Catch::Session().run(argc, argv);
+  int failed = Catch::Session().run(argc, argv);
+  yt::test::remove_temp_dirs();
+  return failed;
 }
