@@ -49,6 +49,16 @@ struct KvPlan {
   int64_t kv_cache_bytes_per_token(int64_t head_dim, int64_t bytes_per_element = 2) const;
 };
 
+struct ParamCounts {
+  int64_t total = 0;
+  int64_t embedding = 0;      // input embedding + output head (untied)
+  int64_t non_embedding = 0;  // total - embedding
+  int64_t kv_weights = 0;     // learnable mixing/fusion weights (YOCO++ scalars, FusedKV vectors, ...)
+};
+
+// Counted from the plan and the shapes alone, without building the model.
+ParamCounts count_parameters(const ModelConfig& m, const KvPlan& plan);
+
 struct Architecture {
   std::string name;
   std::string summary;

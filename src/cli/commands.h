@@ -18,5 +18,7 @@ const std::vector<Command>& commands();
 
 int run_config(const Args& args);
 int run_version(const Args& args);
+int run_inspect(const Args& args);
+int run_export_hf(const Args& args);
 
 }  // namespace yt::cli

@@ -13,6 +13,8 @@ namespace yt::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {
       {"config", "print the fully resolved recipe as YAML", run_config},
+      {"inspect", "show a recipe's KV plan, parameter counts and KV-cache bytes", run_inspect},
+      {"export-hf", "write a model as Hugging Face safetensors + config.json", run_export_hf},
       {"version", "print versions of yocotron, LibTorch, CUDA, NCCL and MPI", run_version},
   };
   return all;

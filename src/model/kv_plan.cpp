@@ -207,6 +207,27 @@ int64_t KvPlan::kv_cache_bytes_per_token(int64_t head_dim, int64_t bytes_per_ele
   return heads * head_dim * bytes_per_element;
 }
 
+ParamCounts count_parameters(const ModelConfig& m, const KvPlan& plan) {
+  const int64_t d = m.d_model, dh = m.head_dim();
+  auto weights = [&](const KvSource& s) -> int64_t {
+    if (!s.learnable) return 0;
+    if (s.kind == KvCombine::ScalarMix) return 2;
+    if (s.kind == KvCombine::VectorMix) return dh;  // two vectors of dh/2
+    return 0;
+  };
+  ParamCounts c;
+  for (const auto& l : plan.layers) {
+    c.non_embedding += d * m.n_heads * dh * 2;                    // q_proj, o_proj
+    c.non_embedding += d * (l.own_k_heads + l.own_v_heads) * dh;  // k_proj, v_proj
+    c.non_embedding += 3 * d * m.d_ffn + 2 * d;                   // SwiGLU, two norms
+    c.kv_weights += weights(l.k) + weights(l.v);
+  }
+  c.non_embedding += c.kv_weights + d;  // + final norm
+  c.embedding = 2 * m.vocab_size * d;
+  c.total = c.non_embedding + c.embedding;
+  return c;
+}
+
 std::string describe(const KvSource& s) {
   switch (s.kind) {
     case KvCombine::Own: return "own";

@@ -1,0 +1,136 @@
+// The one decoder every architecture runs through: a pre-norm Llama stack (RMSNorm, RoPE, GQA
+// attention, SwiGLU, untied head) whose layers take their keys and values where the KV plan says.
+// Parameter names follow Hugging Face Llama (layers.3.self_attn.k_proj.weight, ...), so export and
+// import are renames. Under tensor parallelism each rank holds its heads and vocabulary slice; every
+// parameter's ShardSpec says how its local tensor relates to the global one.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+
+#include "yocotron/config.h"
+#include "yocotron/kv_plan.h"
+#include "yocotron/ops.h"
+
+namespace yt {
+
+class Communicator;
+
+struct TpContext {
+  int rank = 0;
+  int size = 1;
+  Communicator* comm = nullptr;  // null when size == 1
+};
+
+struct ShardSpec {
+  int split_dim = -1;                 // -1: every TP rank holds the whole tensor
+  std::vector<int64_t> global_shape;  // unpadded
+  int64_t padded_size = 0;            // split-dim size after padding to a multiple of tp (vocabulary)
+  bool tp_partial_grad = false;       // replicated, but each rank's gradient covers only its heads
+  bool decay = true;                  // in AdamW's weight-decay group
+  bool keep_fp32 = false;             // stays fp32 when the compute weights are bf16
+};
+
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  RmsNormImpl(int64_t dim, double eps);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RmsNorm);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp);
+  // Appends this layer's final K and V to `finals_k` / `finals_v`.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v);
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  at::Tensor k_mix, v_mix;  // defined only for mixing/fusing layers
+
+ private:
+  at::Tensor heads(const at::Tensor& projected, int64_t n_heads) const;  // [B,T,h*D] -> [B,h,T,D]
+  LayerKvPlan plan_;
+  int64_t head_dim_, local_heads_;
+  AttentionKernel kernel_;
+  TpContext tp_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(const ModelConfig& cfg, const TpContext& tp);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  TpContext tp_;
+};
+TORCH_MODULE(Mlp);
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v);
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+class DecoderImpl : public torch::nn::Module {
+ public:
+  explicit DecoderImpl(const ModelConfig& cfg, TpContext tp = {});
+
+  // tokens [B, T] (int64) -> logits [B, T, vocab] (this rank's vocabulary slice under TP; padding
+  // columns are -inf).
+  at::Tensor forward(const at::Tensor& tokens);
+  // Mean next-token cross entropy over every position; targets [B, T].
+  at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets);
+
+  // Deterministic N(0, init_std) initialisation: each parameter's global tensor is drawn from a
+  // generator seeded by (seed, parameter name), then sliced, so the weights do not depend on the
+  // TP size, the device or the construction order.
+  void init_weights(uint64_t seed);
+
+  // Every tensor that defines the model (parameters and fixed mixing weights, not RoPE tables),
+  // by name, at its global unpadded shape. With TP > 1 the shards are gathered over the group.
+  std::map<std::string, at::Tensor> global_state();
+  // Copies global tensors into this rank's shards. Every model tensor must be present with its
+  // global shape; a missing, unexpected or misshapen one is an error naming it and `source`.
+  void load_global_state(const std::map<std::string, at::Tensor>& tensors, const std::string& source);
+  // Tensors of global_state(), in module order.
+  std::vector<std::pair<std::string, at::Tensor>> state_tensors();
+
+  const ModelConfig& config() const { return cfg_; }
+  const KvPlan& plan() const { return plan_; }
+  const TpContext& tp() const { return tp_; }
+  const std::map<std::string, ShardSpec>& shard_specs() const { return specs_; }
+  int64_t local_vocab() const { return local_vocab_; }
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RmsNorm norm{nullptr};
+  torch::nn::Linear lm_head{nullptr};
+
+ private:
+  void describe_shards();
+  ModelConfig cfg_;
+  KvPlan plan_;
+  TpContext tp_;
+  int64_t local_vocab_;
+  std::map<std::string, ShardSpec> specs_;
+  at::Tensor rope_cos_, rope_sin_;
+};
+TORCH_MODULE(Decoder);
+
+// This rank's part of a global tensor: padded along the split dimension, then chunked.
+at::Tensor local_shard(const at::Tensor& global, const ShardSpec& spec, int rank, int size);
+
+}  // namespace yt

@@ -1,0 +1,31 @@
+// Hugging Face interop. `transformer` models export as LlamaForCausalLM (model.safetensors +
+// config.json) that transformers loads directly: our parameter names are Llama's and our RoPE uses
+// the same half-split layout, so no weight permutation is needed. Other architectures export the
+// same files with model_type "yocotron" and the recipe and KV plan inside config.json, for our own
+// loader. Import accepts both (a Llama directory such as a TinyLlama checkpoint, or our export).
+#pragma once
+#include <string>
+
+#include "yocotron/decoder.h"
+
+namespace yt {
+
+struct HfExportOptions {
+  at::ScalarType dtype = at::kFloat;
+  int64_t sample_tokens = 0;  // > 0: also write yocotron_sample.safetensors (input_ids [2, N], our fp32 logits)
+  uint64_t sample_seed = 0;
+};
+
+void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& opts);
+
+// The model section of config.json read as our ModelConfig (Llama fields or our embedded recipe).
+ModelConfig model_config_from_hf(const std::string& dir);
+
+// Loads DIR/model.safetensors (or the shards listed in model.safetensors.index.json) into `model`.
+// The directory's shape must equal the model's: each mismatch is reported naming both keys.
+void load_hf_weights(Decoder& model, const std::string& dir);
+
+// Applies `model.init_from` ("" = nothing, "hf:DIR" = load_hf_weights).
+void apply_init_from(Decoder& model, const std::string& init_from);
+
+}  // namespace yt

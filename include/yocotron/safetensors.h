@@ -1,0 +1,26 @@
+// The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then raw
+// little-endian tensor bytes. Written here without a library; every malformed file is an error
+// naming the file and what is wrong.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace yt {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// Tensors are written in the given order (any device; copied to CPU). Atomic: the file appears whole or not at all.
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+struct SafetensorsFile {
+  std::map<std::string, at::Tensor> tensors;  // CPU tensors
+  std::map<std::string, std::string> metadata;
+};
+SafetensorsFile load_safetensors(const std::string& path);
+
+}  // namespace yt

@@ -1,0 +1,39 @@
+// `yocotron export-hf SOURCE --out DIR`: Hugging Face model.safetensors + config.json.
+#include <iostream>
+
+#include "commands.h"
+#include "yocotron/cli_args.h"
+#include "yocotron/hf.h"
+#include "yocotron/model_factory.h"
+
+namespace yt::cli {
+
+int run_export_hf(const Args& args) {
+  ArgParser p("export-hf", "Write a model as Hugging Face files (model.safetensors + config.json). A `transformer`\n"
+                           "loads with transformers.LlamaForCausalLM.from_pretrained(DIR); other architectures carry\n"
+                           "their recipe and KV plan in config.json for yocotron's own loader (model.init_from: hf:DIR).");
+  p.positional("SOURCE", "a recipe (its initial weights, after model.init_from)", true)
+      .option("--out", "DIR", "output directory (created)")
+      .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
+      .option("--dtype", "fp32|bf16", "dtype of the exported weights (default fp32; mixing weights stay fp32)")
+      .option("--sample-tokens", "N", "also write yocotron_sample.safetensors: 2 x N random tokens and our logits");
+  if (!p.parse(args)) return 0;
+  if (!p.has("--out")) throw UsageError("missing --out DIR");
+  HfExportOptions opts;
+  std::string dtype = p.get("--dtype", "fp32");
+  if (dtype == "bf16") opts.dtype = at::kBFloat16;
+  else if (dtype != "fp32") throw UsageError("--dtype must be fp32 or bf16, found '" + dtype + "'");
+  try {
+    opts.sample_tokens = std::stoll(p.get("--sample-tokens", "0"));
+  } catch (const std::exception&) {
+    throw UsageError("--sample-tokens expects an integer, found '" + p.get("--sample-tokens") + "'");
+  }
+  Config cfg = load_config(p.positionals()[0], p.all("--set"));
+  Decoder model = build_decoder(cfg);
+  opts.sample_seed = static_cast<uint64_t>(cfg.train.seed);
+  export_hf(model, p.get("--out"), opts);
+  std::cout << "wrote " << p.get("--out") << "/model.safetensors and config.json (" << cfg.model.arch << ")\n";
+  return 0;
+}
+
+}  // namespace yt::cli

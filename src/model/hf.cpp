@@ -1,0 +1,185 @@
+#include "yocotron/hf.h"
+
+#include <filesystem>
+#include <set>
+#include <nlohmann/json.hpp>
+
+#include "yocotron/fileio.h"
+#include "yocotron/kv_plan_json.h"
+#include "yocotron/safetensors.h"
+#include "yocotron/str.h"
+
+namespace yt {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string hf_name(const std::string& ours) { return ours == "lm_head.weight" ? ours : "model." + ours; }
+
+std::string our_name(const std::string& hf) { return starts_with(hf, "model.") ? hf.substr(6) : hf; }
+
+json llama_fields(const ModelConfig& m) {
+  return {{"hidden_size", m.d_model},
+          {"intermediate_size", m.d_ffn},
+          {"num_attention_heads", m.n_heads},
+          {"num_hidden_layers", m.n_layers},
+          {"num_key_value_heads", m.n_kv_heads},
+          {"head_dim", m.head_dim()},
+          {"vocab_size", m.vocab_size},
+          {"max_position_embeddings", m.max_seq_len},
+          {"rms_norm_eps", m.norm_eps},
+          {"rope_theta", m.rope_theta},
+          {"rope_scaling", nullptr},
+          {"hidden_act", "silu"},
+          {"tie_word_embeddings", false},
+          {"attention_bias", false},
+          {"attention_dropout", 0.0},
+          {"mlp_bias", false},
+          {"initializer_range", m.init_std},
+          {"pretraining_tp", 1},
+          {"use_cache", true}};
+}
+
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_text_file(path));
+  } catch (const json::exception& e) {
+    throw std::runtime_error(cat(path, ": not valid JSON: ", e.what()));
+  }
+}
+
+template <class T>
+T field(const json& j, const char* key, const std::string& file, const T* fallback = nullptr) {
+  if (!j.contains(key) || j.at(key).is_null()) {
+    if (fallback) return *fallback;
+    throw std::runtime_error(cat(file, ": missing \"", key, "\""));
+  }
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception&) {
+    throw std::runtime_error(cat(file, ": \"", key, "\" has the wrong type: ", j.at(key).dump()));
+  }
+}
+
+}  // namespace
+
+void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& opts) {
+  fs::create_directories(dir);
+  const ModelConfig& m = model->config();
+  auto state = model->global_state();
+  NamedTensors tensors;
+  for (auto& [name, t] : model->state_tensors()) {
+    (void)t;
+    at::Tensor g = state.at(name);
+    bool keep_fp32 = model->shard_specs().count(name) ? model->shard_specs().at(name).keep_fp32 : true;
+    tensors.emplace_back(hf_name(name), keep_fp32 ? g.to(at::kFloat) : g.to(opts.dtype));
+  }
+  save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+
+  json cfg = llama_fields(m);
+  cfg["torch_dtype"] = opts.dtype == at::kBFloat16 ? "bfloat16" : "float32";
+  if (m.arch == "transformer") {
+    cfg["architectures"] = {"LlamaForCausalLM"};
+    cfg["model_type"] = "llama";
+  } else {
+    cfg["architectures"] = {"YocotronForCausalLM"};
+    cfg["model_type"] = "yocotron";
+  }
+  Config whole;  // a complete, valid recipe around the model section
+  whole.model = m;
+  whole.data.seq_len = std::min(whole.data.seq_len, m.max_seq_len);
+  cfg["yocotron"] = {{"arch", m.arch}, {"config_yaml", to_yaml(whole)}, {"kv_plan", plan_to_json(model->plan())}};
+  write_text_file_atomic((fs::path(dir) / "config.json").string(), cfg.dump(2) + "\n");
+
+  if (opts.sample_tokens > 0) {
+    torch::NoGradGuard no_grad;
+    auto gen = at::detail::createCPUGenerator(opts.sample_seed);
+    auto ids = at::randint(0, m.vocab_size, {2, opts.sample_tokens}, gen, at::kLong);
+    auto device = model->parameters().front().device();
+    auto logits = model->forward(ids.to(device)).to(at::kFloat).narrow(-1, 0, m.vocab_size);
+    save_safetensors((fs::path(dir) / "yocotron_sample.safetensors").string(),
+                     {{"input_ids", ids}, {"logits", logits}}, {{"format", "pt"}});
+  }
+}
+
+ModelConfig model_config_from_hf(const std::string& dir) {
+  std::string file = (fs::path(dir) / "config.json").string();
+  json j = read_json(file);
+  if (j.contains("yocotron") && j["yocotron"].contains("config_yaml"))
+    return config_from_yaml(j["yocotron"]["config_yaml"].get<std::string>(), {}, file).model;
+  std::string type = j.value("model_type", std::string());
+  if (type != "llama") throw std::runtime_error(cat(file, ": model_type \"", type, "\" is neither llama nor yocotron"));
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
+    throw std::runtime_error(cat(file, ": rope_scaling ", j["rope_scaling"].dump(), " is not supported (plain RoPE only)"));
+  if (j.value("hidden_act", std::string("silu")) != "silu")
+    throw std::runtime_error(cat(file, ": hidden_act must be silu (SwiGLU)"));
+  if (j.value("attention_bias", false) || j.value("mlp_bias", false))
+    throw std::runtime_error(cat(file, ": attention_bias/mlp_bias are not supported"));
+  ModelConfig m;
+  m.arch = "transformer";
+  m.d_model = field<int64_t>(j, "hidden_size", file);
+  m.d_ffn = field<int64_t>(j, "intermediate_size", file);
+  m.n_heads = field<int64_t>(j, "num_attention_heads", file);
+  m.n_layers = field<int64_t>(j, "num_hidden_layers", file);
+  m.n_kv_heads = field<int64_t>(j, "num_key_value_heads", file, &m.n_heads);
+  m.vocab_size = field<int64_t>(j, "vocab_size", file);
+  const int64_t default_ctx = 2048;
+  const double default_eps = 1e-6, default_theta = 10000.0;
+  m.max_seq_len = field<int64_t>(j, "max_position_embeddings", file, &default_ctx);
+  m.norm_eps = field<double>(j, "rms_norm_eps", file, &default_eps);
+  m.rope_theta = field<double>(j, "rope_theta", file, &default_theta);
+  if (j.contains("head_dim") && !j["head_dim"].is_null() && j["head_dim"].get<int64_t>() != m.head_dim())
+    throw std::runtime_error(cat(file, ": head_dim ", j["head_dim"].dump(), " differs from hidden_size/num_attention_heads"));
+  return m;
+}
+
+void load_hf_weights(Decoder& model, const std::string& dir) {
+  const ModelConfig& ours = model->config();
+  ModelConfig theirs = model_config_from_hf(dir);
+  std::string file = (fs::path(dir) / "config.json").string();
+  std::vector<std::string> problems;
+  auto same = [&](const char* key, auto a, auto b, const char* hf_key) {
+    if (a != b) problems.push_back(cat("model.init_from: ", key, "=", a, " but ", file, " has ", hf_key, "=", b));
+  };
+  same("model.arch", ours.arch, theirs.arch, "architecture");
+  same("model.n_layers", ours.n_layers, theirs.n_layers, "num_hidden_layers");
+  same("model.d_model", ours.d_model, theirs.d_model, "hidden_size");
+  same("model.n_heads", ours.n_heads, theirs.n_heads, "num_attention_heads");
+  same("model.n_kv_heads", ours.n_kv_heads, theirs.n_kv_heads, "num_key_value_heads");
+  same("model.d_ffn", ours.d_ffn, theirs.d_ffn, "intermediate_size");
+  same("model.vocab_size", ours.vocab_size, theirs.vocab_size, "vocab_size");
+  same("model.rope_theta", ours.rope_theta, theirs.rope_theta, "rope_theta");
+  same("model.norm_eps", ours.norm_eps, theirs.norm_eps, "rms_norm_eps");
+  if (!problems.empty()) throw std::runtime_error(join(problems, "\n"));
+
+  std::vector<std::string> files;
+  fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    json idx = read_json(index.string());
+    std::set<std::string> unique;
+    for (auto it = idx.at("weight_map").begin(); it != idx.at("weight_map").end(); ++it)
+      unique.insert(it.value().get<std::string>());
+    for (const auto& f : unique) files.push_back((fs::path(dir) / f).string());
+  } else {
+    files.push_back((fs::path(dir) / "model.safetensors").string());
+  }
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& f : files) {
+    for (auto& [name, t] : load_safetensors(f).tensors) {
+      if (ends_with(name, "rotary_emb.inv_freq")) continue;  // older Llama exports carry RoPE tables
+      tensors[our_name(name)] = t;
+    }
+  }
+  if (!tensors.count("lm_head.weight") && tensors.count("embed_tokens.weight"))
+    tensors["lm_head.weight"] = tensors["embed_tokens.weight"];  // tie_word_embeddings: true
+  model->load_global_state(tensors, dir);
+}
+
+void apply_init_from(Decoder& model, const std::string& init_from) {
+  if (init_from.empty()) return;
+  if (starts_with(init_from, "hf:")) return load_hf_weights(model, init_from.substr(3));
+  throw std::runtime_error(cat("model.init_from: expected hf:DIR, found '", init_from, "'"));
+}
+
+}  // namespace yt

@@ -1,0 +1,49 @@
+#include "yocotron/kv_mix.h"
+
+#include <stdexcept>
+
+namespace yt {
+
+at::Tensor combine_kv(const KvSource& src, const at::Tensor& own, const std::vector<at::Tensor>& finals,
+                      const at::Tensor& weights) {
+  switch (src.kind) {
+    case KvCombine::Own: return own;
+    case KvCombine::Reuse: return finals.at(src.from);
+    case KvCombine::ScalarMix: {
+      auto w = weights.to(own.scalar_type());  // fp32 master scalars, applied in the compute dtype
+      auto mixed = w[0] * finals.at(src.from) + w[1] * own;
+      return src.scale == 1.0 ? mixed : mixed * src.scale;
+    }
+    case KvCombine::VectorMix: {
+      const auto& a = finals.at(src.from);
+      // Tied within each RoPE pair: with the half-split layout, element i pairs with i + D/2.
+      auto w = at::cat({weights, weights}, -1).to(a.scalar_type());
+      return w[0] * a + w[1] * finals.at(src.from2);
+    }
+    case KvCombine::HeadSplice: {
+      // Even heads from the own projection, odd heads from layer `from` (same head index).
+      const auto& other = finals.at(src.from);
+      auto odd = other.slice(1, 1, other.size(1), 2);
+      auto sizes = other.sizes().vec();
+      return at::stack({own, odd}, 2).reshape(sizes);
+    }
+  }
+  throw std::logic_error("combine_kv: unknown KvCombine");
+}
+
+at::Tensor initial_kv_weights(const KvSource& src, int64_t head_dim, at::Generator gen) {
+  auto opts = at::TensorOptions().dtype(at::kFloat);
+  if (src.kind == KvCombine::ScalarMix) {
+    return at::tensor({src.w0_init, src.w1_init}, opts.dtype(at::kDouble)).to(at::kFloat);
+  }
+  if (src.kind == KvCombine::VectorMix) {
+    if (src.random_init) return at::normal(0.0, 1.0, {2, head_dim / 2}, gen, opts);
+    auto w = at::empty({2, head_dim / 2}, opts);
+    w[0].fill_(src.w0_init);
+    w[1].fill_(src.w1_init);
+    return w;
+  }
+  throw std::logic_error("initial_kv_weights: source has no weights");
+}
+
+}  // namespace yt
