@@ -1,5 +1,7 @@
 #include "helpers.h"
 
+#include "yocotron/fileio.h"
+
 #include <unistd.h>
 #include <sys/wait.h>
 
@@ -26,10 +28,7 @@ TempRoot& temp_root() {
 }  // namespace
 
 void remove_temp_dirs() {
-  // Called from main(), not a static destructor: the torch wheel's libtorch.so exports its own
-  // std::filesystem symbols, which crash when used after libtorch's statics are destroyed.
-  std::error_code ec;
-  if (!std::getenv("YT_KEEP_TEST_FILES")) fs::remove_all(temp_root().root, ec);
+  if (!std::getenv("YT_KEEP_TEST_FILES")) remove_tree(temp_root().root.string());
 }
 
 std::string read_file(const fs::path& p) {
@@ -48,7 +47,7 @@ void write_file(const fs::path& p, const std::string& text) {
 fs::path temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
   fs::path d = temp_root().root / (tag + "-" + std::to_string(counter++));
-  fs::remove_all(d);
+  remove_tree(d.string());
   fs::create_directories(d);
   return d;
 }

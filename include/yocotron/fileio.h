@@ -36,6 +36,11 @@ void write_text_file_atomic(const std::string& path, const std::string& text);
 // fsync a directory, so that renames inside it survive a crash.
 void fsync_directory(const std::string& dir);
 
+// Removes a file or a directory tree (like `rm -rf`; a missing path is not an error). POSIX nftw,
+// not std::filesystem::remove_all: the torch wheel's libtorch.so exports its own copy of the latter,
+// which the dynamic linker binds to and which crashes on non-empty directories on GPU nodes.
+void remove_tree(const std::string& path);
+
 // CRC-32C (Castagnoli), continuing from `crc` (0 to start).
 uint32_t crc32c(const void* data, size_t bytes, uint32_t crc = 0);
 // CRC-32C of a whole file, read in chunks; throws naming the file when it cannot be read.

@@ -1,6 +1,7 @@
 #include "yocotron/fileio.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -145,6 +146,12 @@ void write_text_file_atomic(const std::string& path, const std::string& text) {
   AtomicFile f(path);
   f.write(text);
   f.commit();
+}
+
+void remove_tree(const std::string& path) {
+  auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) -> int { return ::remove(p); };
+  if (::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+    throw std::runtime_error(cat(path, ": cannot remove: ", errno_text()));
 }
 
 void fsync_directory(const std::string& dir) {
