@@ -1,6 +1,7 @@
 // Command-line options of one `yocotron <command>`: declared options, strict parsing
 // (an unknown option is a UsageError naming it, with the closest known option), and help text.
 #pragma once
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -53,5 +54,9 @@ class ArgParser {
   std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positionals_;
 };
+
+// Runs a command body and maps failures to exit codes, printing one "error: ..." line per problem:
+// UsageError and ConfigError exit 2, any other exception 1.
+int run_cli(const std::string& command, const std::function<int()>& body);
 
 }  // namespace yt

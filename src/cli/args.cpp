@@ -2,6 +2,7 @@
 
 #include <iostream>
 
+#include "yocotron/config.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -128,6 +129,21 @@ std::string ArgParser::help() const {
   h += row("-h, --help", "show this help");
   if (!epilog_.empty()) h += "\n" + epilog_ + "\n";
   return h;
+}
+
+int run_cli(const std::string& command, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n(see `yocotron " << (command.empty() ? "" : command + " ") << "--help`)\n";
+    return 2;
+  } catch (const ConfigError& e) {
+    for (const auto& p : e.problems()) std::cerr << "error: " << p << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
 }
 
 }  // namespace yt

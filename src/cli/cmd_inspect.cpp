@@ -1,4 +1,5 @@
 // `yocotron inspect --config RECIPE`: the KV plan, parameter counts and KV-cache bytes of a recipe.
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -8,10 +9,14 @@
 #include "yocotron/cli_args.h"
 #include "yocotron/config.h"
 #include "yocotron/kv_plan.h"
+#include "yocotron/dataset.h"
+#include "yocotron/fileio.h"
 #include "yocotron/kv_plan_json.h"
+#include "yocotron/str.h"
 
 namespace yt::cli {
 namespace {
+namespace fs = std::filesystem;
 
 std::string thousands(int64_t v) {
   std::string s = std::to_string(v);
@@ -62,16 +67,75 @@ int inspect_recipe(const std::string& path, const std::vector<std::string>& sets
   return 0;
 }
 
+nlohmann::json shard_json(const Shard& s) {
+  const ShardHeader& h = s.header();
+  return {{"file", s.path()},        {"version", h.version},   {"token_dtype", h.token_bytes == 2 ? "uint16" : "uint32"},
+          {"tokens", h.n_tokens},    {"docs", h.n_docs},       {"vocab_size", h.vocab_size},
+          {"tokenizer_fingerprint", hex64(h.tokenizer_fingerprint)},
+          {"payload_crc32c", h.payload_crc32c}, {"verified", true}};
+}
+
+// A shard file, or a dataset directory (manifest.json + split directories): every shard is opened
+// and verified (sizes, checksums, token ids); the first problem is an error naming the file.
+int inspect_data(const std::string& path, bool as_json) {
+  nlohmann::json out;
+  if (fs::is_directory(path)) {
+    fs::path manifest = fs::path(path) / "manifest.json";
+    if (!fs::exists(manifest)) throw std::runtime_error(cat(path, ": not a dataset directory (no manifest.json)"));
+    auto m = nlohmann::json::parse(read_text_file(manifest.string()));
+    out = {{"dataset", path}, {"tokenizer", m.at("tokenizer")}, {"splits", nlohmann::json::object()}};
+    for (auto it = m.at("splits").begin(); it != m.at("splits").end(); ++it) {
+      auto ds = TokenDataset::open((fs::path(path) / it.key()).string(), /*verify=*/true);
+      nlohmann::json shards = nlohmann::json::array();
+      for (const auto& s : ds->shards()) shards.push_back(shard_json(s));
+      out["splits"][it.key()] = {{"tokens", ds->n_tokens()}, {"docs", ds->n_docs()}, {"shards", shards}};
+    }
+  } else {
+    Shard s(path, /*verify_payload=*/true);
+    out = shard_json(s);
+  }
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  auto print_shard = [](const nlohmann::json& s) {
+    std::cout << "  " << s["file"].get<std::string>() << ": " << thousands(s["tokens"].get<int64_t>()) << " tokens ("
+              << s["token_dtype"].get<std::string>() << "), " << thousands(s["docs"].get<int64_t>()) << " docs, vocab "
+              << s["vocab_size"] << ", tokenizer " << s["tokenizer_fingerprint"].get<std::string>() << ", crc32c ok\n";
+  };
+  if (out.contains("dataset")) {
+    std::cout << "dataset " << path << ": tokenizer " << out["tokenizer"]["file"].get<std::string>() << " (vocab "
+              << out["tokenizer"]["vocab_size"] << ", fingerprint " << out["tokenizer"]["fingerprint"].get<std::string>()
+              << ")\n";
+    for (auto it = out["splits"].begin(); it != out["splits"].end(); ++it) {
+      std::cout << it.key() << ": " << thousands(it.value()["tokens"].get<int64_t>()) << " tokens, "
+                << thousands(it.value()["docs"].get<int64_t>()) << " docs, " << it.value()["shards"].size()
+                << " shards, all verified\n";
+      for (const auto& s : it.value()["shards"]) print_shard(s);
+    }
+  } else {
+    print_shard(out);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_inspect(const Args& args) {
   ArgParser p("inspect", "Describe a recipe's model: the per-layer KV plan (which layers own K/V projections,\n"
-                         "which reuse, mix or fuse whose), parameter counts and KV-cache bytes per token.");
-  p.option("--config", "RECIPE", "the recipe to describe")
+                         "which reuse, mix or fuse whose), parameter counts and KV-cache bytes per token.\n"
+                         "Or, given a token shard or a dataset directory, print its header(s) and verify sizes,\n"
+                         "checksums and token ids (exit 1 naming the first bad file).");
+  p.positional("SHARD_OR_DATASET", "a .bin shard or a dataset directory made by `yocotron tokenize`", false)
+      .option("--config", "RECIPE", "the recipe to describe")
       .option("--set", "SECTION.KEY=VALUE", "override one key (repeatable)", true)
       .flag("--json", "print JSON (params, params_non_embedding, kv_cache_bytes_per_token, layers, ...)");
   if (!p.parse(args)) return 0;
-  if (!p.has("--config")) throw UsageError("missing --config RECIPE");
+  if (!p.positionals().empty()) {
+    if (p.has("--config")) throw UsageError("give either --config RECIPE or SHARD_OR_DATASET, not both");
+    return inspect_data(p.positionals()[0], p.has("--json"));
+  }
+  if (!p.has("--config")) throw UsageError("missing --config RECIPE (or a SHARD_OR_DATASET)");
   return inspect_recipe(p.get("--config"), p.all("--set"), p.has("--json"));
 }
 

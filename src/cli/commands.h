@@ -20,5 +20,7 @@ int run_config(const Args& args);
 int run_version(const Args& args);
 int run_inspect(const Args& args);
 int run_export_hf(const Args& args);
+int run_tokenize(const Args& args);
+int run_bench(const Args& args);
 
 }  // namespace yt::cli

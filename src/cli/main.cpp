@@ -13,7 +13,9 @@ namespace yt::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {
       {"config", "print the fully resolved recipe as YAML", run_config},
-      {"inspect", "show a recipe's KV plan, parameter counts and KV-cache bytes", run_inspect},
+      {"tokenize", "tokenize a corpus into checksummed token shards", run_tokenize},
+      {"inspect", "show a recipe's KV plan and sizes, or verify a shard or dataset", run_inspect},
+      {"bench", "measure throughput (one JSON line of figures)", run_bench},
       {"export-hf", "write a model as Hugging Face safetensors + config.json", run_export_hf},
       {"version", "print versions of yocotron, LibTorch, CUDA, NCCL and MPI", run_version},
   };
@@ -65,19 +67,6 @@ int dispatch(const Args& argv) {
 }  // namespace yt::cli
 
 int main(int argc, char** argv) {
-  using namespace yt;
-  cli::Args args(argv + 1, argv + argc);
-  try {
-    return cli::dispatch(args);
-  } catch (const UsageError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    std::cerr << "(see `yocotron " << (args.empty() ? "" : args[0] + " ") << "--help`)\n";
-    return 2;
-  } catch (const ConfigError& e) {
-    for (const auto& p : e.problems()) std::cerr << "error: " << p << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
+  yt::cli::Args args(argv + 1, argv + argc);
+  return yt::run_cli(args.empty() ? "" : args[0], [&] { return yt::cli::dispatch(args); });
 }

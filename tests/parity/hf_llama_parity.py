@@ -6,7 +6,7 @@ logits for 2 x N random tokens), loads the directory with transformers.LlamaForC
 same tokens in fp32 and prints the largest absolute logit difference. Exits 1 above --tolerance.
 Needs torch + transformers (GPU nodes); not part of ctest.
 
-  python3 tests/parity/hf_llama_parity.py --yocotron build-gpu/src/yocotron \
+  python3 tests/parity/hf_llama_parity.py --yocotron build-gpu/bin/yocotron \
       --recipe recipes/tinyllama-1.1b/transformer.yaml
 """
 import argparse

@@ -1,0 +1,91 @@
+// `yocotron-tokenize` (run as `yocotron tokenize`): corpus files -> a dataset directory of token
+// shards. A separate, torch-free executable: Debian's libsentencepiece carries its own protobuf
+// symbols, which crash at load time next to LibTorch's libprotobuf in one process.
+#include <iostream>
+#include <thread>
+
+#include "yocotron/cli_args.h"
+#include "yocotron/log.h"
+#include "yocotron/tokenize_job.h"
+
+namespace yt {
+namespace {
+
+template <class T>
+T number(const ArgParser& p, const std::string& name, T fallback) {
+  if (!p.has(name)) return fallback;
+  try {
+    size_t used = 0;
+    double v = std::stod(p.get(name), &used);
+    if (used != p.get(name).size()) throw std::invalid_argument("");
+    return static_cast<T>(v);
+  } catch (const std::exception&) {
+    throw UsageError(name + " expects a number, found '" + p.get(name) + "'");
+  }
+}
+
+int run_tokenize(const std::vector<std::string>& args) {
+  ArgParser p("tokenize",
+              "Tokenize a corpus into checksummed token shards (a dataset directory with train/ and val/ splits,\n"
+              "a manifest and the tokenizer). Inputs: files, directories or globs of .txt, .jsonl, .jsonl.zst.");
+  p.option("--input", "PATH", "file, directory or quoted glob (repeatable)", true)
+      .option("--out", "DATASET_DIR", "output dataset directory (must not exist unless --overwrite)")
+      .option("--tokenizer", "FILE.model", "use this SentencePiece model (e.g. Llama's tokenizer.model)")
+      .option("--vocab-size", "N", "or train a SentencePiece tokenizer with N pieces on a sample of the input")
+      .option("--tokenizer-type", "bpe|unigram", "model type when training (default bpe)")
+      .option("--train-sample-mb", "MB", "text sampled evenly from the input to train on (default 64)")
+      .option("--val-fraction", "F", "share of documents (by a hash of their text) in the val split (default 0.005)")
+      .option("--threads", "N", "tokenizer threads (default: all cores)")
+      .option("--txt-split", "file|blank-lines", ".txt files: one document per file (default) or per blank-line block")
+      .option("--jsonl-field", "NAME", "JSON field holding the text (default text)")
+      .flag("--bos", "start every document with BOS (every document always ends with EOS)")
+      .option("--shard-tokens", "N", "tokens per shard (default 100000000)")
+      .option("--max-bad-fraction", "F", "fail when more records than this are unusable (default 0.01)")
+      .flag("--overwrite", "replace an existing DATASET_DIR (only once the new one is complete)");
+  if (!p.parse(args)) return 0;
+  TokenizeOptions o;
+  o.inputs = p.all("--input");
+  if (o.inputs.empty()) throw UsageError("missing --input PATH");
+  if (!p.has("--out")) throw UsageError("missing --out DATASET_DIR");
+  o.out_dir = p.get("--out");
+  o.tokenizer_model = p.get("--tokenizer");
+  o.vocab_size = number<int>(p, "--vocab-size", 0);
+  if (o.tokenizer_model.empty() == (o.vocab_size <= 0))
+    throw UsageError("give exactly one of --tokenizer FILE.model and --vocab-size N");
+  o.tokenizer_type = p.get("--tokenizer-type", "bpe");
+  if (o.tokenizer_type != "bpe" && o.tokenizer_type != "unigram")
+    throw UsageError("--tokenizer-type must be bpe or unigram, found '" + o.tokenizer_type + "'");
+  o.train_sample_mb = number<int64_t>(p, "--train-sample-mb", 64);
+  o.val_fraction = number<double>(p, "--val-fraction", 0.005);
+  o.threads = number<int>(p, "--threads", 0);
+  std::string split = p.get("--txt-split", "file");
+  if (split != "file" && split != "blank-lines")
+    throw UsageError("--txt-split must be file or blank-lines, found '" + split + "'");
+  o.corpus.txt_split_blank_lines = split == "blank-lines";
+  o.corpus.jsonl_field = p.get("--jsonl-field", "text");
+  o.add_bos = p.has("--bos");
+  o.shard_tokens = number<int64_t>(p, "--shard-tokens", 100000000);
+  o.max_bad_fraction = number<double>(p, "--max-bad-fraction", 0.01);
+  o.overwrite = p.has("--overwrite");
+
+  log::init(0);
+  TokenizeReport r = tokenize_corpus(o);
+  double mb = static_cast<double>(r.input_bytes) / 1048576.0;
+  int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (r.tokenizer_seconds > 0) std::cout << "trained the tokenizer in " << r.tokenizer_seconds << " s\n";
+  std::cout << "tokenized " << mb << " MB in " << r.encode_seconds << " s (" << mb / r.encode_seconds << " MB/s, "
+            << threads << " threads)\n"
+            << "  train: " << r.docs[0] << " docs, " << r.tokens[0] << " tokens, " << r.shards[0] << " shards\n"
+            << "  val:   " << r.docs[1] << " docs, " << r.tokens[1] << " tokens, " << r.shards[1] << " shards\n"
+            << "  vocabulary " << r.vocab_size << "; " << r.bad_records << " unusable records skipped\n"
+            << "dataset: " << o.out_dir << " (data.train: " << o.out_dir << "/train, data.val: " << o.out_dir << "/val)\n";
+  return 0;
+}
+
+}  // namespace
+}  // namespace yt
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return yt::run_cli("tokenize", [&] { return yt::run_tokenize(args); });
+}
