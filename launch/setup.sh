@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   g++ cmake ninja-build git pkg-config
-  libtorch-dev
+  libtorch-dev libopenblas0-pthread
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev catch2
   libsentencepiece-dev libzstd-dev zstd

@@ -323,13 +323,13 @@ TEST_CASE("sample order: a bijection per epoch, seeded, with DP slices of one gl
     BatchLayout one{32, 8, 0, 1};
     std::vector<uint64_t> global;
     for (int64_t m = 0; m < one.accum_steps(); ++m)
-      for (auto s : micro_batch_samples(step, m, one, n, 5)) global.push_back(s);
+      for (auto s : micro_batch_samples(step * 32, m, one, n, 5)) global.push_back(s);
     for (int64_t dp : {2, 4}) {
       std::vector<uint64_t> joined;
       for (int64_t r = 0; r < dp; ++r) {
         BatchLayout l{32, 4, r, dp};
         for (int64_t m = 0; m < l.accum_steps(); ++m)
-          for (auto s : micro_batch_samples(step, m, l, n, 5)) joined.push_back(s);
+          for (auto s : micro_batch_samples(step * 32, m, l, n, 5)) joined.push_back(s);
       }
       CHECK(joined == global);
     }

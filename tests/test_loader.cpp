@@ -23,7 +23,7 @@ std::shared_ptr<const TokenDataset> dataset(uint64_t n_tokens) {
 
 // The micro-batches of steps [from, to) for one rank, concatenated per step in micro order.
 std::vector<at::Tensor> steps(std::shared_ptr<const TokenDataset> ds, LoaderOptions o, int64_t from, int64_t to) {
-  TrainLoader loader(ds, o, from);
+  TrainLoader loader(ds, o, static_cast<uint64_t>(from * o.layout.global_batch));
   std::vector<at::Tensor> out;
   for (int64_t s = from; s < to; ++s) {
     std::vector<at::Tensor> micro;

@@ -136,6 +136,9 @@ Config config_from_yaml(const std::string& yaml_text, const std::vector<std::str
 // The fully resolved recipe as YAML (no `base:`); loads back to an equal Config.
 std::string to_yaml(const Config& cfg);
 
+// Every key with its value as text ("model.n_layers" -> "4"), in schema order; for comparing recipes.
+std::vector<std::pair<std::string, std::string>> flatten(const Config& cfg);
+
 // Semantic problems of a typed config, one message per problem naming the keys.
 std::vector<std::string> validate(const Config& cfg);
 

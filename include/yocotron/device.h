@@ -1,9 +1,14 @@
-// Which compute device this process uses, without exposing torch in the header.
+// Which compute device this process uses, and what it has used, without exposing torch here.
 #pragma once
 
 namespace yt {
 
 bool torch_has_cuda();   // LibTorch was built with CUDA
 int cuda_device_count();  // 0 when no GPU is visible or LibTorch is CPU-only
+// Peak memory since the last reset: GPU memory allocated by torch on `cuda_device` (>= 0), or the
+// process's peak resident set size on the CPU (cuda_device < 0). In GiB.
+double peak_memory_gb(int cuda_device);
+void reset_peak_memory(int cuda_device);
+void synchronize(int cuda_device);  // waits for the GPU; no-op for the CPU
 
 }  // namespace yt

@@ -32,7 +32,12 @@ class AtomicFile {
   uint32_t crc_ = 0;
 };
 
-void write_text_file_atomic(const std::string& path, const std::string& text);
+struct FileDigest {
+  uint64_t bytes = 0;
+  uint32_t crc32c = 0;
+};
+
+FileDigest write_text_file_atomic(const std::string& path, const std::string& text);
 // fsync a directory, so that renames inside it survive a crash.
 void fsync_directory(const std::string& dir);
 

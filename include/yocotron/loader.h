@@ -1,6 +1,7 @@
 // Batches for training and evaluation. The training loader prepares micro-batches on a background
 // thread (into pinned memory when requested) in the order the step consumes them; what it yields
-// depends only on (dataset, seed, step, layout), never on history, so a resume starts it at a step.
+// depends only on (dataset, seed, consumed samples, layout), never on history, so a resume starts
+// it at the checkpoint's consumed-samples counter.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -30,7 +31,7 @@ at::Tensor gather_samples(const TokenDataset& ds, const std::vector<uint64_t>& s
 class TrainLoader {
  public:
   // Throws when the split cannot fill one global batch, naming the split and the sizes.
-  TrainLoader(std::shared_ptr<const TokenDataset> ds, LoaderOptions opts, int64_t start_step);
+  TrainLoader(std::shared_ptr<const TokenDataset> ds, LoaderOptions opts, uint64_t consumed_samples);
   ~TrainLoader();
   TrainLoader(const TrainLoader&) = delete;
   TrainLoader& operator=(const TrainLoader&) = delete;
@@ -43,7 +44,7 @@ class TrainLoader {
   void run();
   std::shared_ptr<const TokenDataset> ds_;
   LoaderOptions opts_;
-  int64_t step_, micro_ = 0;
+  uint64_t start_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<at::Tensor> ready_;

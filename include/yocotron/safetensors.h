@@ -9,13 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "yocotron/fileio.h"
+
 namespace yt {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 // Tensors are written in the given order (any device; copied to CPU). Atomic: the file appears whole or not at all.
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+// Returns the file's size and CRC-32C, computed while writing.
+FileDigest save_safetensors(const std::string& path, const NamedTensors& tensors,
+                            const std::map<std::string, std::string>& metadata = {});
 
 struct SafetensorsFile {
   std::map<std::string, at::Tensor> tensors;  // CPU tensors

@@ -1,8 +1,8 @@
 // The global sample order: a pure function of (seed, epoch, index). Global batch k holds global
 // samples [k*B, (k+1)*B); each epoch visits every sample of the split once, in a pseudorandom
 // order (a keyed Feistel permutation, O(1) memory); data-parallel rank r takes its contiguous slice
-// of every global batch. A checkpoint stores only the step; resuming with another DP size yields
-// the same global batches.
+// of every global batch. A checkpoint stores only the number of consumed samples; resuming with
+// another DP size yields the same global batches.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -27,9 +27,9 @@ struct BatchLayout {
   int64_t accum_steps() const { return global_batch / (micro_batch * dp_size); }
 };
 
-// Which samples of the split (indices into [0, n_samples)) form micro-step `micro` of `step` on
-// this rank.
-std::vector<uint64_t> micro_batch_samples(int64_t step, int64_t micro, const BatchLayout& layout, uint64_t n_samples,
-                                          uint64_t seed);
+// Which samples of the split (indices into [0, n_samples)) form micro-step `micro` on this rank of
+// the global batch that starts at global sample `batch_start` (= samples consumed before it).
+std::vector<uint64_t> micro_batch_samples(uint64_t batch_start, int64_t micro, const BatchLayout& layout,
+                                          uint64_t n_samples, uint64_t seed);
 
 }  // namespace yt

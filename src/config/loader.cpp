@@ -300,6 +300,18 @@ std::vector<SchemaKey> schema() {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> flatten(const Config& cfg) {
+  std::vector<std::pair<std::string, std::string>> out;
+  detail::visit_fields(cfg, [&](const char* key, const auto& field, const detail::Choices&) {
+    using T = std::decay_t<decltype(field)>;
+    if constexpr (std::is_same_v<T, std::string>) out.emplace_back(key, field);
+    else if constexpr (std::is_same_v<T, bool>) out.emplace_back(key, field ? "true" : "false");
+    else if constexpr (std::is_same_v<T, double>) out.emplace_back(key, format_double(field));
+    else out.emplace_back(key, std::to_string(field));
+  });
+  return out;
+}
+
 std::string to_yaml(const Config& cfg) {
   YAML::Node root(YAML::NodeType::Map);
   detail::visit_fields(cfg, [&](const char* key, const auto& field, const detail::Choices&) {

@@ -13,8 +13,8 @@ at::Tensor gather_samples(const TokenDataset& ds, const std::vector<uint64_t>& s
   return out;
 }
 
-TrainLoader::TrainLoader(std::shared_ptr<const TokenDataset> ds, LoaderOptions opts, int64_t start_step)
-    : ds_(std::move(ds)), opts_(opts), step_(start_step) {
+TrainLoader::TrainLoader(std::shared_ptr<const TokenDataset> ds, LoaderOptions opts, uint64_t consumed_samples)
+    : ds_(std::move(ds)), opts_(opts), start_(consumed_samples) {
   uint64_t n = ds_->n_samples(opts_.seq_len);
   if (n < static_cast<uint64_t>(opts_.layout.global_batch))
     throw std::runtime_error(cat(ds_->split_dir(), ": too small for one batch: ", ds_->n_tokens(), " tokens make ", n,
@@ -34,7 +34,8 @@ TrainLoader::~TrainLoader() {
 
 void TrainLoader::run() {
   const uint64_t n = ds_->n_samples(opts_.seq_len);
-  int64_t step = step_, micro = 0;
+  uint64_t batch_start = start_;
+  int64_t micro = 0;
   try {
     while (true) {
       {
@@ -42,9 +43,9 @@ void TrainLoader::run() {
         cv_.wait(lk, [&] { return stop_ || static_cast<int64_t>(ready_.size()) < opts_.prefetch; });
         if (stop_) return;
       }
-      auto ids = micro_batch_samples(step, micro, opts_.layout, n, opts_.seed);
+      auto ids = micro_batch_samples(batch_start, micro, opts_.layout, n, opts_.seed);
       at::Tensor batch = gather_samples(*ds_, ids, opts_.seq_len, opts_.pin_memory);
-      if (++micro == opts_.layout.accum_steps()) micro = 0, ++step;
+      if (++micro == opts_.layout.accum_steps()) micro = 0, batch_start += static_cast<uint64_t>(opts_.layout.global_batch);
       {
         std::lock_guard<std::mutex> g(mu_);
         ready_.push_back(std::move(batch));

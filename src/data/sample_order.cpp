@@ -38,11 +38,11 @@ uint64_t SamplePermutation::operator()(uint64_t i) const {
   return x;
 }
 
-std::vector<uint64_t> micro_batch_samples(int64_t step, int64_t micro, const BatchLayout& l, uint64_t n_samples,
-                                          uint64_t seed) {
+std::vector<uint64_t> micro_batch_samples(uint64_t batch_start, int64_t micro, const BatchLayout& l,
+                                          uint64_t n_samples, uint64_t seed) {
   if (n_samples == 0) throw std::invalid_argument("no samples");
   const int64_t per_rank = l.global_batch / l.dp_size;
-  const uint64_t first = static_cast<uint64_t>(step) * l.global_batch + l.dp_rank * per_rank + micro * l.micro_batch;
+  const uint64_t first = batch_start + static_cast<uint64_t>(l.dp_rank * per_rank + micro * l.micro_batch);
   std::vector<uint64_t> out;
   out.reserve(static_cast<size_t>(l.micro_batch));
   uint64_t cached_epoch = UINT64_MAX;

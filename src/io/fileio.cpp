@@ -142,10 +142,11 @@ void AtomicFile::commit() {
   fsync_directory(std::filesystem::path(path_).parent_path().string());
 }
 
-void write_text_file_atomic(const std::string& path, const std::string& text) {
+FileDigest write_text_file_atomic(const std::string& path, const std::string& text) {
   AtomicFile f(path);
   f.write(text);
   f.commit();
+  return {f.bytes_written(), f.crc32c()};
 }
 
 void remove_tree(const std::string& path) {

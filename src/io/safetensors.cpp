@@ -44,8 +44,8 @@ bool dtype_from_name(const std::string& n, at::ScalarType* out) {
 
 }  // namespace
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+FileDigest save_safetensors(const std::string& path, const NamedTensors& tensors,
+                            const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   std::vector<at::Tensor> cpu;
   uint64_t offset = 0;
@@ -65,6 +65,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   f.write(text);
   for (const auto& c : cpu) f.write(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
   f.commit();
+  return {f.bytes_written(), f.crc32c()};
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {

@@ -1,6 +1,12 @@
 #include "yocotron/device.h"
 
+#include <sys/resource.h>
 #include <torch/cuda.h>
+
+#ifdef YOCOTRON_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 namespace yt {
 
@@ -13,5 +19,31 @@ bool torch_has_cuda() {
 }
 
 int cuda_device_count() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+double peak_memory_gb(int cuda_device) {
+#ifdef YOCOTRON_WITH_CUDA
+  if (cuda_device >= 0) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(cuda_device));
+    return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0 * 1024.0);
+  }
+#endif
+  struct rusage u {};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
+}
+
+void reset_peak_memory(int cuda_device) {
+#ifdef YOCOTRON_WITH_CUDA
+  if (cuda_device >= 0) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(cuda_device));
+#endif
+  (void)cuda_device;
+}
+
+void synchronize(int cuda_device) {
+#ifdef YOCOTRON_WITH_CUDA
+  if (cuda_device >= 0) c10::cuda::device_synchronize();
+#endif
+  (void)cuda_device;
+}
 
 }  // namespace yt

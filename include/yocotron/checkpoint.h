@@ -1,0 +1,60 @@
+// Checkpoints: one directory per step, RUN/checkpoints/step_<8 digits>/, holding
+//   model.safetensors      fp32 master weights (global tensors)
+//   optimizer.safetensors  Adam moments (exp_avg/<name>, exp_avg_sq/<name>) and RNG states
+//   state.json             step, tokens, consumed samples, skipped steps, Adam steps
+//   config.yaml            the resolved recipe of the run that wrote it
+//   manifest.json          every file above with its size and CRC-32C (checked on load)
+// A checkpoint is written into .tmp-step_...-<pid> beside its final name, each file fsync'ed, then
+// renamed into place; RUN/checkpoints/latest (a one-line file naming it) is replaced atomically;
+// older checkpoints beyond keep_last are removed only after that. A crash at any point leaves the
+// previous checkpoint untouched.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace yt {
+
+struct CheckpointState {
+  int64_t step = 0;               // optimizer steps completed
+  int64_t tokens = 0;             // training tokens consumed
+  uint64_t consumed_samples = 0;  // global samples consumed (the data position)
+  int64_t skipped_total = 0;      // steps skipped for non-finite loss or gradients
+  double adam_steps = 0;          // Adam's bias-correction step count
+  std::string config_yaml;        // the resolved recipe
+};
+
+struct CheckpointTensors {
+  std::map<std::string, at::Tensor> model;       // fp32 master weights
+  std::map<std::string, at::Tensor> exp_avg;
+  std::map<std::string, at::Tensor> exp_avg_sq;
+  std::map<std::string, at::Tensor> rng;         // generator states (uint8)
+};
+
+std::string checkpoint_name(int64_t step);  // step_00000100
+
+// Writes RUN/checkpoints/step_<step>/ and returns its path; then updates `latest` and prunes.
+std::string write_checkpoint(const std::string& root, const CheckpointState& state, const CheckpointTensors& tensors,
+                             int64_t keep_last);
+
+// Throws std::runtime_error naming the checkpoint and the file when anything is missing or corrupt.
+void verify_checkpoint(const std::string& dir);
+
+// step_* directories under `root`, newest first.
+std::vector<std::string> list_checkpoints(const std::string& root);
+
+// The newest checkpoint under `root` that verifies; each one that does not is reported through
+// `skipped` ("<dir>: <why>"). nullopt when there is none at all.
+std::optional<std::string> newest_valid_checkpoint(const std::string& root, std::vector<std::string>* skipped);
+
+struct LoadedCheckpoint {
+  std::string dir;
+  CheckpointState state;
+  CheckpointTensors tensors;
+};
+LoadedCheckpoint load_checkpoint(const std::string& dir);  // verifies first
+
+}  // namespace yt

@@ -1,0 +1,28 @@
+#include "commands.h"
+#include "yocotron/cli_args.h"
+#include "yocotron/trainer.h"
+
+namespace yt::cli {
+
+int run_train(const Args& args) {
+  ArgParser p("train", "Train the model a recipe describes on its data, writing the loss curve and checkpoints to a\n"
+                       "run directory. Launch with `mpirun -np N yocotron train ...` for several processes.");
+  p.option("--config", "RECIPE", "the recipe")
+      .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
+      .option("--run-dir", "DIR", "run directory (default: log.run_dir, else runs/<recipe name>)")
+      .option("--resume", "auto|none|PATH",
+              "auto (default): continue from the newest checkpoint that verifies; none: start fresh (refused when "
+              "the run directory has checkpoints); PATH: that checkpoint");
+  p.epilog("Run directory: config.yaml, metrics.jsonl, metrics.csv, logs/rank<N>.log, checkpoints/step_<8 digits>/,\n"
+           "checkpoints/latest. SIGTERM/SIGINT: finish the step, checkpoint, exit 0 (a second signal exits at once).");
+  if (!p.parse(args)) return 0;
+  if (!p.has("--config")) throw UsageError("missing --config RECIPE");
+  RunOptions o;
+  o.recipe = p.get("--config");
+  o.overrides = p.all("--set");
+  o.run_dir = p.get("--run-dir");
+  o.resume = p.get("--resume", "auto");
+  return run_training(o);
+}
+
+}  // namespace yt::cli

@@ -1,0 +1,362 @@
+// The training loop: one step = micro-batches forward/backward (gradients accumulated in flat
+// buffers), global-norm clipping, AdamW; metrics at log points (the only host syncs in the step),
+// evaluation, checkpoints, graceful stop. Everything a step needs stays on the device.
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "yocotron/checkpoint.h"
+#include "yocotron/dataset.h"
+#include "yocotron/device.h"
+#include "yocotron/fileio.h"
+#include "yocotron/flops.h"
+#include "yocotron/loader.h"
+#include "yocotron/log.h"
+#include "yocotron/metrics.h"
+#include "yocotron/model_factory.h"
+#include "yocotron/optimizer.h"
+#include "yocotron/progress.h"
+#include "yocotron/schedule.h"
+#include "yocotron/stop_signal.h"
+#include "yocotron/str.h"
+#include "yocotron/trainer.h"
+
+namespace yt {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Test hooks (environment): steps whose loss is made NaN, and a step after which the process
+// sends itself SIGTERM. They exercise the real skip and signal paths deterministically.
+std::set<int64_t> nan_steps_from_env() {
+  std::set<int64_t> out;
+  if (const char* s = std::getenv("YOCOTRON_TEST_NAN_AT_STEPS"))
+    for (const auto& part : split(s, ','))
+      if (!part.empty()) out.insert(std::stoll(part));
+  return out;
+}
+
+int64_t signal_step_from_env() {
+  const char* s = std::getenv("YOCOTRON_TEST_SIGNAL_AFTER_STEP");
+  return s ? std::stoll(s) : -1;
+}
+
+class Trainer {
+ public:
+  Trainer(Config cfg, std::string run_dir, std::optional<LoadedCheckpoint> resume)
+      : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)), resume_(std::move(resume)) {}
+
+  int run();
+
+ private:
+  void setup_device();
+  void build_model_and_optimizer();
+  void open_data();
+  double train_step();  // returns nothing the host must wait for... except on CPU (found_inf check)
+  double evaluate();
+  void log_point(bool force);
+  void save();
+  bool too_many_skipped();
+
+  Config cfg_;
+  std::string run_dir_;
+  std::optional<LoadedCheckpoint> resume_;
+
+  at::Device device_{at::kCPU};
+  int cuda_index_ = -1;
+  at::ScalarType compute_ = at::kFloat;
+  Decoder model_{nullptr};
+  std::unique_ptr<FlatAdamW> opt_;
+  std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
+  std::unique_ptr<TrainLoader> loader_;
+  std::unique_ptr<MetricsFiles> metrics_;
+  ProgressLine progress_;
+
+  int64_t step_ = 0;  // optimizer steps completed
+  uint64_t consumed_ = 0;
+  int64_t tokens_per_step_ = 0;
+  at::Tensor loss_sum_, skipped_total_, skipped_in_a_row_, last_norm_;
+  int64_t steps_in_interval_ = 0;
+  int64_t skipped_at_start_ = 0;
+  int64_t last_checkpoint_step_ = -1;
+  double last_lr_ = 0;
+  Clock::time_point interval_start_, run_start_;
+  double interval_tokens_ = 0;
+  std::set<int64_t> nan_steps_ = nan_steps_from_env();
+  int64_t signal_step_ = signal_step_from_env();
+};
+
+void Trainer::setup_device() {
+  const std::string& want = cfg_.train.device;
+  bool gpu = want == "cuda" || (want == "auto" && cuda_device_count() > 0);
+  if (want == "cuda" && cuda_device_count() == 0)
+    throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
+  if (gpu) {
+    cuda_index_ = 0;
+    device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index_));
+  }
+  if (cfg_.train.precision == "bf16") {
+    if (!gpu) throw ConfigError({"train.precision=bf16 needs a GPU: CPU runs train in fp32 (set train.precision=fp32)"});
+    compute_ = at::kBFloat16;
+  }
+}
+
+void Trainer::build_model_and_optimizer() {
+  Config build_cfg = cfg_;
+  if (resume_) build_cfg.model.init_from.clear();  // the checkpoint's weights replace any initial ones
+  model_ = build_decoder(build_cfg);
+  model_->to(device_);
+  opt_ = std::make_unique<FlatAdamW>(model_, cfg_.train, compute_);
+  auto opts = at::TensorOptions().device(device_).dtype(at::kFloat);
+  loss_sum_ = at::zeros({}, opts);
+  skipped_total_ = at::zeros({}, opts);
+  skipped_in_a_row_ = at::zeros({}, opts);
+  last_norm_ = at::zeros({}, opts);
+  if (!resume_) return;
+  const auto& t = resume_->tensors;
+  opt_->load("master", t.model);
+  opt_->load("exp_avg", t.exp_avg);
+  opt_->load("exp_avg_sq", t.exp_avg_sq);
+  opt_->set_adam_steps(resume_->state.adam_steps);
+  if (t.rng.count("cpu")) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(t.rng.at("cpu"));
+  }
+  step_ = resume_->state.step;
+  consumed_ = resume_->state.consumed_samples;
+  skipped_total_.fill_(static_cast<double>(resume_->state.skipped_total));
+  skipped_at_start_ = resume_->state.skipped_total;
+  last_checkpoint_step_ = step_;
+}
+
+void Trainer::open_data() {
+  if (cfg_.data.train.empty()) throw ConfigError({"data.train: no training data (a split directory made by `yocotron tokenize`)"});
+  train_ds_ = TokenDataset::open(cfg_.data.train);
+  if (train_ds_->vocab_size() > static_cast<uint64_t>(cfg_.model.vocab_size))
+    throw ConfigError({cat("model.vocab_size=", cfg_.model.vocab_size, " is smaller than the vocabulary of ",
+                           cfg_.data.train, " (", train_ds_->vocab_size(), ", ", train_ds_->manifest_path(), ")")});
+  if (!cfg_.data.val.empty() && cfg_.train.eval_every > 0) {
+    val_ds_ = TokenDataset::open(cfg_.data.val);
+    if (val_ds_->tokenizer_fingerprint() != train_ds_->tokenizer_fingerprint())
+      throw ConfigError({cat("data.val=", cfg_.data.val, " was made by another tokenizer than data.train=", cfg_.data.train)});
+  }
+  LoaderOptions lo;
+  lo.seq_len = cfg_.data.seq_len;
+  lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, 0, 1};
+  lo.seed = static_cast<uint64_t>(cfg_.train.seed);
+  lo.prefetch = cfg_.data.prefetch;
+  lo.pin_memory = device_.is_cuda();
+  loader_ = std::make_unique<TrainLoader>(train_ds_, lo, consumed_);
+  tokens_per_step_ = cfg_.train.global_batch * cfg_.data.seq_len;
+}
+
+double Trainer::train_step() {
+  const int64_t accum = loader_->accum_steps();
+  const int64_t T = cfg_.data.seq_len;
+  opt_->zero_grad();
+  at::Tensor step_loss = at::zeros({}, loss_sum_.options());
+  for (int64_t m = 0; m < accum; ++m) {
+    at::Tensor batch = loader_->next().to(device_, /*non_blocking=*/true);
+    at::Tensor loss = model_->loss(batch.narrow(1, 0, T), batch.narrow(1, 1, T));
+    if (nan_steps_.count(step_ + 1)) loss = loss * std::numeric_limits<float>::quiet_NaN();
+    (loss / static_cast<double>(accum)).backward();
+    opt_->accumulate_micro_step(m == 0);
+    step_loss += loss.detach().to(at::kFloat);
+  }
+  torch::NoGradGuard no_grad;
+  at::Tensor norm = opt_->grad_norm_sq().sqrt();
+  at::Tensor found_inf = at::logical_not(at::isfinite(norm)).to(at::kFloat);
+  at::Tensor clip = at::ones({}, norm.options());
+  if (cfg_.train.grad_clip > 0) clip = at::clamp_max(cfg_.train.grad_clip / (norm + 1e-6), 1.0);
+  clip = at::where(found_inf > 0, at::ones_like(clip), clip);
+  last_lr_ = lr_at(cfg_.train, step_);
+  opt_->step(last_lr_, clip, found_inf);
+  skipped_total_ += found_inf;
+  skipped_in_a_row_ = (skipped_in_a_row_ + found_inf) * found_inf;
+  loss_sum_ += step_loss / static_cast<double>(accum);
+  last_norm_ = norm;
+  ++step_;
+  ++steps_in_interval_;
+  consumed_ += static_cast<uint64_t>(cfg_.train.global_batch);
+  interval_tokens_ += static_cast<double>(tokens_per_step_);
+  return last_lr_;
+}
+
+double Trainer::evaluate() {
+  torch::NoGradGuard no_grad;
+  const int64_t T = cfg_.data.seq_len;
+  at::Tensor total = at::zeros({}, loss_sum_.options());
+  for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
+    at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, 0, 1, i).to(device_);
+    total += model_->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
+  }
+  return total.item<double>() / static_cast<double>(cfg_.train.eval_batches);
+}
+
+bool Trainer::too_many_skipped() {
+  return skipped_in_a_row_.item<double>() >= static_cast<double>(cfg_.train.max_skipped_in_a_row);
+}
+
+void Trainer::log_point(bool force) {
+  if (steps_in_interval_ == 0) return;
+  if (!force && step_ % cfg_.log.every != 0) return;
+  TrainRow r;
+  r.step = step_;
+  r.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
+  r.loss = loss_sum_.item<double>() / static_cast<double>(steps_in_interval_);  // syncs: the step's only host wait
+  r.lr = last_lr_;
+  r.grad_norm = last_norm_.item<double>();
+  r.skipped = static_cast<int64_t>(skipped_total_.item<double>());
+  double secs = std::chrono::duration<double>(Clock::now() - interval_start_).count();
+  r.tokens_per_s = interval_tokens_ / secs;
+  if (device_.is_cuda()) r.mfu = mfu(cfg_.model, cfg_.data.seq_len, r.tokens_per_s);
+  r.mem_gb = peak_memory_gb(cuda_index_);
+  r.elapsed_s = std::chrono::duration<double>(Clock::now() - run_start_).count();
+  metrics_->train(r);
+  double eta = (cfg_.train.steps - step_) * secs / static_cast<double>(steps_in_interval_);
+  std::ostringstream line;
+  line << "step " << step_ << "/" << cfg_.train.steps << " | loss " << format_double(std::round(r.loss * 1e4) / 1e4)
+       << " | lr " << last_lr_ << " | " << format_count(r.tokens_per_s) << " tok/s";
+  if (r.mfu) line << " | MFU " << std::round(*r.mfu * 1000) / 10 << "%";
+  line << " | " << std::round(r.mem_gb * 10) / 10 << " GB | ETA " << format_duration(eta);
+  if (r.skipped > 0) line << " | skipped " << r.skipped;
+  progress_.update(line.str());
+  log::debug(line.str());
+  loss_sum_.zero_();
+  steps_in_interval_ = 0;
+  interval_tokens_ = 0;
+  interval_start_ = Clock::now();
+}
+
+void Trainer::save() {
+  if (last_checkpoint_step_ == step_) return;
+  if (too_many_skipped()) return;  // never from a run that is about to abort
+  CheckpointState st;
+  st.step = step_;
+  st.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
+  st.consumed_samples = consumed_;
+  st.skipped_total = static_cast<int64_t>(skipped_total_.item<double>());
+  st.adam_steps = opt_->adam_steps();
+  st.config_yaml = to_yaml(cfg_);
+  CheckpointTensors t;
+  t.model = opt_->tensors("master");
+  t.exp_avg = opt_->tensors("exp_avg");
+  t.exp_avg_sq = opt_->tensors("exp_avg_sq");
+  t.rng["cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  auto t0 = Clock::now();
+  std::string dir = write_checkpoint((fs::path(run_dir_) / "checkpoints").string(), st, t, cfg_.checkpoint.keep_last);
+  last_checkpoint_step_ = step_;
+  progress_.message(cat("checkpoint ", dir, " (", format_duration(std::chrono::duration<double>(Clock::now() - t0).count()), ")"));
+  interval_start_ = Clock::now();  // do not count the write as training time
+}
+
+int Trainer::run() {
+  setup_device();
+  fs::create_directories(run_dir_);
+  write_text_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
+  build_model_and_optimizer();
+  open_data();
+  metrics_ = std::make_unique<MetricsFiles>(run_dir_, step_);
+  if (resume_) log::info("resumed from ", resume_->dir, " at step ", step_);
+  ParamCounts pc = count_parameters(cfg_.model, model_->plan());
+  log::info("training ", cfg_.model.arch, " (", format_count(static_cast<double>(pc.total)), " parameters) on ",
+            device_.str(), " in ", cfg_.train.precision, ": ", cfg_.train.steps, " steps of ", tokens_per_step_,
+            " tokens, ", loader_->accum_steps(), " micro-batch(es) per step; run dir ", run_dir_);
+  install_stop_handlers();
+  reset_peak_memory(cuda_index_);
+  run_start_ = interval_start_ = Clock::now();
+  const int64_t start_step = step_;
+  const bool cpu = !device_.is_cuda();
+  while (step_ < cfg_.train.steps) {
+    train_step();
+    if (step_ == signal_step_) std::raise(SIGTERM);
+    // On the CPU a device value costs nothing to read, so check the skip streak every step.
+    bool abort_now = (cpu || step_ % cfg_.log.every == 0) && too_many_skipped();
+    log_point(abort_now);
+    if (abort_now) {
+      progress_.finish();
+      log::error("aborting at step ", step_, ": ", cfg_.train.max_skipped_in_a_row,
+                 " steps in a row had a non-finite loss or gradient norm (train.max_skipped_in_a_row); no checkpoint "
+                 "was written from them, the last good one is kept");
+      return 1;
+    }
+    if (val_ds_ && step_ % cfg_.train.eval_every == 0) {
+      double v = evaluate();
+      metrics_->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, v});
+      progress_.message(cat("eval at step ", step_, ": val_loss ", v, ", perplexity ", std::exp(v)));
+      interval_start_ = Clock::now();
+    }
+    bool stop = stop_requested();
+    bool exit_after = cfg_.train.exit_after_steps > 0 && step_ - start_step >= cfg_.train.exit_after_steps;
+    if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || stop || exit_after) {
+      log_point(true);
+      save();
+    }
+    if (stop) {
+      progress_.finish();
+      log::info("stopped by signal ", stop_signal_number(), " after step ", step_, "; resume with --resume auto");
+      return 0;
+    }
+    if (exit_after) {
+      progress_.finish();
+      log::info("train.exit_after_steps=", cfg_.train.exit_after_steps, " reached at step ", step_,
+                "; resume with --resume auto");
+      return 0;
+    }
+  }
+  log_point(true);
+  save();
+  progress_.finish();
+  log::info("finished ", step_, " steps in ",
+            format_duration(std::chrono::duration<double>(Clock::now() - run_start_).count()));
+  return 0;
+}
+
+}  // namespace
+
+int run_training(const RunOptions& opts) {
+  Config cfg = load_config(opts.recipe, opts.overrides);
+  std::string run_dir = resolve_run_dir(opts, cfg);
+  log::init(0);
+  log::set_level(log::parse_level(cfg.log.level));
+  log::add_file((fs::path(run_dir) / "logs" / "rank0.log").string());
+
+  std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
+  std::optional<LoadedCheckpoint> resume;
+  if (opts.resume == "none") {
+    auto existing = list_checkpoints(ckpt_root);
+    if (!existing.empty())
+      throw std::runtime_error(cat(ckpt_root, " holds checkpoints (newest ", fs::path(existing.front()).filename().string(),
+                                   "): resume with --resume auto, or train into another --run-dir"));
+  } else if (opts.resume == "auto") {
+    std::vector<std::string> skipped;
+    auto dir = newest_valid_checkpoint(ckpt_root, &skipped);
+    for (const auto& s : skipped) log::warn("skipping checkpoint: ", s);
+    if (!dir && !skipped.empty())
+      throw std::runtime_error(cat("no checkpoint in ", ckpt_root, " verifies (see the warnings above)"));
+    if (dir) resume = load_checkpoint(*dir);
+  } else {
+    resume = load_checkpoint(opts.resume);
+  }
+  if (resume) {
+    Config saved = config_from_yaml(resume->state.config_yaml, {}, resume->dir + "/config.yaml");
+    std::vector<std::string> errors, warnings;
+    compare_for_resume(saved, cfg, errors, warnings);
+    if (!errors.empty()) {
+      for (auto& e : errors) e = cat("resume from ", resume->dir, ": ", e);
+      throw ConfigError(errors);
+    }
+    for (const auto& w : warnings) log::warn("resume from ", resume->dir, ": ", w);
+  }
+  Trainer t(std::move(cfg), run_dir, std::move(resume));
+  return t.run();
+}
+
+}  // namespace yt

@@ -1,0 +1,243 @@
+// `yocotron train` as a user runs it: real processes, real files, real signals.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "catch.hpp"
+#include "dataset_fixture.h"
+#include "helpers.h"
+#include "yocotron/checkpoint.h"
+#include "yocotron/dataset.h"
+#include "yocotron/str.h"
+
+using namespace yt;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// A dataset whose next token is mostly predictable from the previous one (loss can fall).
+std::string markov_dataset(const fs::path& dir) {
+  std::vector<uint32_t> toks;
+  uint64_t x = 12345;
+  uint32_t t = 0;
+  for (int i = 0; i < 6000; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t = (x >> 60) < 12 ? (t * 5 + 3) % 64 : static_cast<uint32_t>((x >> 33) % 64);
+    toks.push_back(t);
+  }
+  std::string train = test::make_dataset(dir, "train", {std::vector<uint32_t>(toks.begin(), toks.begin() + 5000)}, 64);
+  test::make_dataset(dir, "val", {std::vector<uint32_t>(toks.begin() + 5000, toks.end())}, 64);
+  return train;
+}
+
+std::string tiny_recipe(const fs::path& dir, const std::string& train, const std::string& val, const std::string& extra = "") {
+  std::string text = "model:\n  arch: yocopp\n  n_layers: 2\n  d_model: 32\n  n_heads: 4\n  n_kv_heads: 2\n"
+                     "  d_ffn: 64\n  vocab_size: 64\n  max_seq_len: 32\n"
+                     "data:\n  train: " + train + "\n  val: " + val + "\n  seq_len: 16\n"
+                     "train:\n  steps: 12\n  micro_batch: 4\n  global_batch: 8\n  lr: 0.01\n  min_lr: 0.001\n"
+                     "  warmup_steps: 2\n  eval_every: 4\n  eval_batches: 2\n"
+                     "checkpoint:\n  every: 100\n  keep_last: 3\nlog:\n  every: 1\n" + extra;
+  fs::path p = dir / "recipe.yaml";
+  test::write_file(p, text);
+  return p.string();
+}
+
+std::vector<json> metrics(const fs::path& run) {
+  std::vector<json> rows;
+  std::istringstream in(test::read_file(run / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) rows.push_back(json::parse(line));
+  return rows;
+}
+
+// Every logged value that must repeat exactly, as the text written (shortest round-trip form).
+std::vector<std::string> curve(const fs::path& run) {
+  std::vector<std::string> out;
+  for (const auto& r : metrics(run)) {
+    if (r.contains("loss")) out.push_back(std::to_string(r["step"].get<int>()) + " loss " + r["loss"].dump() +
+                                          " lr " + r["lr"].dump() + " gn " + r["grad_norm"].dump());
+    else out.push_back(std::to_string(r["step"].get<int>()) + " val " + r["val_loss"].dump());
+  }
+  return out;
+}
+
+test::ProcResult train(const std::string& recipe, const fs::path& run, const std::string& args = "", const std::string& env = "") {
+  return test::run_shell(env + " '" + test::yocotron_bin() + "' train --config " + recipe + " --run-dir " + run.string() + " " + args);
+}
+
+struct Fixture {
+  fs::path dir = test::temp_dir("train");
+  std::string data = markov_dataset(dir / "data");
+  std::string recipe = tiny_recipe(dir, data, (dir / "data" / "val").string());
+  std::vector<std::string> reference;  // the uninterrupted 12-step curve
+
+  Fixture() {
+    auto r = train(recipe, dir / "ref");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    reference = curve(dir / "ref");
+    REQUIRE(reference.size() == 15);  // 12 train rows + 3 evaluations
+  }
+};
+
+}  // namespace
+
+TEST_CASE("exact resume: 6 steps, stop, resume, 6 more == 12 in one go (bitwise, CPU)", "[train]") {
+  Fixture f;
+  auto first = train(f.recipe, f.dir / "split", "--set train.exit_after_steps=6");
+  REQUIRE(first.exit_code == 0);
+  CHECK(fs::exists(f.dir / "split" / "checkpoints" / "step_00000006"));
+  CHECK(metrics(f.dir / "split").back()["step"] == 6);
+  auto second = train(f.recipe, f.dir / "split");
+  INFO(second.err);
+  REQUIRE(second.exit_code == 0);
+  CHECK_THAT(second.err, ContainsSubstring("resumed from"));
+  CHECK(curve(f.dir / "split") == f.reference);
+  for (const char* file : {"config.yaml", "metrics.csv", "logs/rank0.log", "checkpoints/latest"}) CHECK(fs::exists(f.dir / "split" / file));
+  // A finished run resumed again has nothing left to do and changes nothing.
+  auto again = train(f.recipe, f.dir / "split");
+  CHECK(again.exit_code == 0);
+  CHECK(curve(f.dir / "split") == f.reference);
+}
+
+TEST_CASE("kill -9 while a checkpoint is written: the previous one survives and the run resumes", "[train]") {
+  Fixture f;
+  fs::path run = f.dir / "crash";
+  std::string cmd = "YOCOTRON_TEST_CHECKPOINT_PAUSE=8:60 '" + test::yocotron_bin() + "' train --config " + f.recipe +
+                    " --run-dir " + run.string() + " --set checkpoint.every=4 >/dev/null 2>&1 & echo $! > " +
+                    (f.dir / "pid").string();
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  // Wait until step 8's checkpoint is fully written into its temporary directory, then kill.
+  bool paused = false;
+  for (int i = 0; i < 600 && !paused; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (fs::exists(run / "checkpoints"))
+      for (const auto& e : fs::directory_iterator(run / "checkpoints"))
+        paused = paused || (starts_with(e.path().filename().string(), ".tmp-step_00000008") && fs::exists(e.path() / "manifest.json"));
+  }
+  REQUIRE(paused);
+  std::string pid = test::read_file(f.dir / "pid");
+  REQUIRE(std::system(("kill -9 " + pid).c_str()) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(!fs::exists(run / "checkpoints" / "step_00000008"));
+  CHECK_NOTHROW(verify_checkpoint((run / "checkpoints" / "step_00000004").string()));
+  CHECK(test::read_file(run / "checkpoints" / "latest") == "step_00000004\n");
+  auto resumed = train(f.recipe, run, "--set checkpoint.every=4");
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.err, ContainsSubstring("step_00000004 at step 4"));
+  CHECK(curve(run) == f.reference);
+  for (const auto& e : fs::directory_iterator(run / "checkpoints"))  // the dead writer's temporary is gone
+    CHECK(!starts_with(e.path().filename().string(), ".tmp-"));
+}
+
+TEST_CASE("corrupt or incomplete checkpoints are skipped with a warning naming them, or refused", "[train]") {
+  Fixture f;
+  fs::path run = f.dir / "corrupt";
+  REQUIRE(train(f.recipe, run, "--set checkpoint.every=4 --set train.exit_after_steps=8").exit_code == 0);
+  fs::path newest = run / "checkpoints" / "step_00000008";
+  std::string raw = test::read_file(newest / "model.safetensors");
+  raw[raw.size() / 2] ^= 0x20;
+  test::write_file(newest / "model.safetensors", raw);
+  auto r = train(f.recipe, run, "--set checkpoint.every=4");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, ContainsSubstring("skipping checkpoint: " + (newest / "model.safetensors").string() + ": checksum mismatch"));
+  CHECK_THAT(r.err, ContainsSubstring("step_00000004 at step 4"));
+  CHECK(curve(run) == f.reference);
+
+  fs::remove(run / "checkpoints" / "step_00000012" / "optimizer.safetensors");
+  auto explicit_path = train(f.recipe, run, "--resume " + (run / "checkpoints" / "step_00000012").string());
+  CHECK(explicit_path.exit_code == 1);
+  CHECK_THAT(explicit_path.err, ContainsSubstring("step_00000012/optimizer.safetensors: missing"));
+  auto fresh = train(f.recipe, run, "--resume none");
+  CHECK(fresh.exit_code == 1);
+  CHECK_THAT(fresh.err, ContainsSubstring("holds checkpoints"));
+  auto shape = train(f.recipe, run, "--set model.d_ffn=96");
+  CHECK(shape.exit_code == 2);
+  CHECK_THAT(shape.err, ContainsSubstring("model.d_ffn=96 but the checkpoint was trained with model.d_ffn=64"));
+}
+
+TEST_CASE("SIGTERM: finish the step, checkpoint, exit 0; the resumed run continues the curve", "[train]") {
+  Fixture f;
+  fs::path run = f.dir / "sigterm";
+  auto r = train(f.recipe, run, "", "YOCOTRON_TEST_SIGNAL_AFTER_STEP=5");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, ContainsSubstring("stopped by signal 15 after step 5"));
+  CHECK(fs::exists(run / "checkpoints" / "step_00000005"));
+  REQUIRE(train(f.recipe, run).exit_code == 0);
+  CHECK(curve(run) == f.reference);
+}
+
+TEST_CASE("a non-finite loss is skipped and counted; too many in a row abort without a checkpoint", "[train]") {
+  Fixture f;
+  fs::path once = f.dir / "nan-once";
+  auto r = train(f.recipe, once, "", "YOCOTRON_TEST_NAN_AT_STEPS=3");
+  REQUIRE(r.exit_code == 0);
+  auto rows = metrics(once);
+  for (const auto& row : rows) {
+    if (!row.contains("loss")) continue;
+    int step = row["step"];
+    CHECK(row["skipped"] == (step >= 3 ? 1 : 0));
+    if (step != 3) CHECK(std::isfinite(row["loss"].get<double>()));
+    else CHECK(row["loss"].is_null());
+  }
+  fs::path many = f.dir / "nan-many";
+  auto bad = train(f.recipe, many, "--set checkpoint.every=4 --set train.max_skipped_in_a_row=3",
+                   "YOCOTRON_TEST_NAN_AT_STEPS=6,7,8,9");
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.err, ContainsSubstring("aborting at step 8"));
+  auto kept = list_checkpoints((many / "checkpoints").string());
+  REQUIRE(kept.size() == 1);
+  CHECK(fs::path(kept[0]).filename() == "step_00000004");
+}
+
+TEST_CASE("learning works: real text well below the unigram entropy; a repeated sequence memorised", "[train]") {
+  fs::path dir = test::temp_dir("learn");
+  auto tok = test::run_yocotron("tokenize --input " + test::source_dir() + "/tests/data/brown_sample.txt --txt-split blank-lines"
+                                " --vocab-size 512 --val-fraction 0.05 --out " + (dir / "brown").string());
+  INFO(tok.err);
+  REQUIRE(tok.exit_code == 0);
+  auto ds = TokenDataset::open((dir / "brown" / "train").string());
+  std::vector<int64_t> all(ds->n_tokens());
+  ds->copy_tokens(0, ds->n_tokens(), all.data());
+  std::map<int64_t, double> counts;
+  for (auto t : all) counts[t] += 1;
+  double unigram = 0;
+  for (auto& [t, c] : counts) unigram -= c / all.size() * std::log(c / all.size());
+  std::string recipe = tiny_recipe(dir, (dir / "brown" / "train").string(), (dir / "brown" / "val").string(),
+                                   "");
+  auto r = train(recipe, dir / "run",
+                 "--set model.arch=transformer --set model.vocab_size=512 --set model.d_model=64 --set model.d_ffn=176"
+                 " --set model.max_seq_len=64 --set data.seq_len=64 --set train.steps=300 --set train.micro_batch=16"
+                 " --set train.global_batch=16 --set train.lr=3e-3 --set train.min_lr=3e-4 --set train.warmup_steps=30"
+                 " --set train.eval_every=300 --set train.eval_batches=8 --set log.every=25");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto rows = metrics(dir / "run");
+  double final_loss = 0, val = 0;
+  for (const auto& row : rows) {
+    if (row.contains("loss")) final_loss = row["loss"];
+    if (row.contains("val_loss")) val = row["val_loss"];
+  }
+  INFO("unigram entropy " << unigram << " nats, final train loss " << final_loss << ", val " << val);
+  CHECK(final_loss < unigram - 0.5);
+  CHECK(val < unigram - 0.3);
+
+  // A 40-token sequence repeated: the model learns it by heart.
+  std::vector<uint32_t> seq, toks;
+  for (int i = 0; i < 40; ++i) seq.push_back(static_cast<uint32_t>((i * 37 + 11) % 64));
+  for (int k = 0; k < 150; ++k) toks.insert(toks.end(), seq.begin(), seq.end());
+  std::string rep = test::make_dataset(dir / "rep", "train", {toks}, 64);
+  std::string rrecipe = tiny_recipe(dir, rep, "", "");
+  auto m = train(rrecipe, dir / "rep-run", "--set train.steps=150 --set train.lr=0.01 --set train.warmup_steps=10 --set log.every=10");
+  REQUIRE(m.exit_code == 0);
+  CHECK(metrics(dir / "rep-run").back()["loss"].get<double>() < 0.05);
+}
