@@ -10,5 +10,6 @@ int cuda_device_count();  // 0 when no GPU is visible or LibTorch is CPU-only
 double peak_memory_gb(int cuda_device);
 void reset_peak_memory(int cuda_device);
 void synchronize(int cuda_device);  // waits for the GPU; no-op for the CPU
+const char* device_name(int cuda_device);  // "NVIDIA H100 80GB HBM3", or "cpu"
 
 }  // namespace yt

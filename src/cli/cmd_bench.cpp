@@ -1,4 +1,6 @@
 // `yocotron bench`: prints measured figures as one JSON line.
+//   --part train (default): real training steps (forward, backward, clipping, AdamW) of the recipe's
+//     model on random tokens, at its micro/global batch and precision, on the GPU when there is one.
 //   --part loader: how fast the training loader produces the recipe's micro-batches.
 #include <chrono>
 #include <iostream>
@@ -7,7 +9,12 @@
 #include "commands.h"
 #include "yocotron/cli_args.h"
 #include "yocotron/config.h"
+#include "yocotron/device.h"
+#include "yocotron/flops.h"
 #include "yocotron/loader.h"
+#include "yocotron/model_factory.h"
+#include "yocotron/schedule.h"
+#include "yocotron/train_step.h"
 
 namespace yt::cli {
 namespace {
@@ -52,24 +59,73 @@ nlohmann::json bench_loader(const Config& cfg, int64_t steps) {
           {"seconds", secs}};
 }
 
+nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup) {
+  const bool gpu = cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda_device_count() > 0);
+  at::Device device = gpu ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  at::ScalarType compute = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  Decoder model = build_decoder(cfg);
+  model->to(device);
+  FlatAdamW opt(model, cfg.train, compute);
+  TrainStep step(model, opt, cfg.train, device);
+  const int64_t accum = cfg.train.global_batch / cfg.train.micro_batch;
+  auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.train.seed));
+  at::Tensor batch = at::randint(0, cfg.model.vocab_size, {cfg.train.micro_batch, cfg.data.seq_len + 1}, gen, at::kLong);
+  if (gpu) batch = batch.pin_memory();
+  auto next = [&] { return batch; };
+  const int cuda = gpu ? 0 : -1;
+  for (int64_t i = 0; i < warmup; ++i) step.run(next, accum, lr_at(cfg.train, i));
+  synchronize(cuda);
+  reset_peak_memory(cuda);
+  auto t0 = Clock::now();
+  for (int64_t i = 0; i < steps; ++i) step.run(next, accum, lr_at(cfg.train, warmup + i));
+  double loss = step.loss_sum.item<double>() / static_cast<double>(warmup + steps);  // also waits for the GPU
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  double tokens = static_cast<double>(steps * cfg.train.global_batch * cfg.data.seq_len);
+  double tps = tokens / secs;
+  nlohmann::json j = {{"part", "train"},
+                      {"arch", cfg.model.arch},
+                      {"device", device_name(cuda)},
+                      {"precision", compute == at::kBFloat16 ? "bf16" : "fp32"},
+                      {"attention", cfg.model.attention},
+                      {"params", count_parameters(cfg.model, model->plan()).total},
+                      {"micro_batch", cfg.train.micro_batch},
+                      {"global_batch", cfg.train.global_batch},
+                      {"seq_len", cfg.data.seq_len},
+                      {"steps", steps},
+                      {"warmup_steps", warmup},
+                      {"tokens_per_s_per_gpu", tps},
+                      {"step_ms", secs * 1000.0 / static_cast<double>(steps)},
+                      {"flops_per_token", flops_per_token(cfg.model, cfg.data.seq_len)},
+                      {"mfu_formula", "tokens/s * (6*N + 12*L*d*T) / peak, N = params without the input embedding"},
+                      {"peak_tflops", peak_flops() / 1e12},
+                      {"peak_mem_gb", peak_memory_gb(cuda)},
+                      {"mean_loss", loss}};
+  j["mfu"] = gpu ? nlohmann::json(mfu(cfg.model, cfg.data.seq_len, tps)) : nlohmann::json(nullptr);
+  return j;
+}
+
 }  // namespace
 
 int run_bench(const Args& args) {
   ArgParser p("bench", "Measure throughput and print one JSON line of figures.");
   p.option("--config", "RECIPE", "the recipe to measure")
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
-      .option("--part", "loader", "what to measure: loader = the data loader alone")
-      .option("--steps", "N", "optimizer steps' worth of batches to time (default 200)");
+      .option("--part", "train|loader", "train (default): training steps on random tokens; loader: the data loader alone")
+      .option("--steps", "N", "timed optimizer steps (default 20 for train, 200 for loader)")
+      .option("--warmup", "N", "untimed steps first (train; default 3)");
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   Config cfg = load_config(p.get("--config"), p.all("--set"));
-  std::string part = p.get("--part", "loader");
-  int64_t steps = integer_option(p, "--steps", 200);
-  if (part == "loader") {
-    std::cout << bench_loader(cfg, steps).dump() << "\n";
+  std::string part = p.get("--part", "train");
+  if (part == "train") {
+    std::cout << bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3)).dump() << "\n";
     return 0;
   }
-  throw UsageError("--part must be loader, found '" + part + "'");
+  if (part == "loader") {
+    std::cout << bench_loader(cfg, integer_option(p, "--steps", 200)).dump() << "\n";
+    return 0;
+  }
+  throw UsageError("--part must be train or loader, found '" + part + "'");
 }
 
 }  // namespace yt::cli

@@ -6,6 +6,7 @@
 #ifdef YOCOTRON_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace yt {
@@ -44,6 +45,15 @@ void synchronize(int cuda_device) {
   if (cuda_device >= 0) c10::cuda::device_synchronize();
 #endif
   (void)cuda_device;
+}
+
+const char* device_name(int cuda_device) {
+#ifdef YOCOTRON_WITH_CUDA
+  static thread_local cudaDeviceProp prop;
+  if (cuda_device >= 0 && cudaGetDeviceProperties(&prop, cuda_device) == cudaSuccess) return prop.name;
+#endif
+  (void)cuda_device;
+  return "cpu";
 }
 
 }  // namespace yt

@@ -24,6 +24,7 @@
 #include "yocotron/schedule.h"
 #include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
+#include "yocotron/train_step.h"
 #include "yocotron/trainer.h"
 
 namespace yt {
@@ -59,7 +60,7 @@ class Trainer {
   void setup_device();
   void build_model_and_optimizer();
   void open_data();
-  double train_step();  // returns nothing the host must wait for... except on CPU (found_inf check)
+  void train_step();
   double evaluate();
   void log_point(bool force);
   void save();
@@ -74,6 +75,7 @@ class Trainer {
   at::ScalarType compute_ = at::kFloat;
   Decoder model_{nullptr};
   std::unique_ptr<FlatAdamW> opt_;
+  std::unique_ptr<TrainStep> stepper_;
   std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<MetricsFiles> metrics_;
@@ -82,9 +84,7 @@ class Trainer {
   int64_t step_ = 0;  // optimizer steps completed
   uint64_t consumed_ = 0;
   int64_t tokens_per_step_ = 0;
-  at::Tensor loss_sum_, skipped_total_, skipped_in_a_row_, last_norm_;
   int64_t steps_in_interval_ = 0;
-  int64_t skipped_at_start_ = 0;
   int64_t last_checkpoint_step_ = -1;
   double last_lr_ = 0;
   Clock::time_point interval_start_, run_start_;
@@ -114,11 +114,7 @@ void Trainer::build_model_and_optimizer() {
   model_ = build_decoder(build_cfg);
   model_->to(device_);
   opt_ = std::make_unique<FlatAdamW>(model_, cfg_.train, compute_);
-  auto opts = at::TensorOptions().device(device_).dtype(at::kFloat);
-  loss_sum_ = at::zeros({}, opts);
-  skipped_total_ = at::zeros({}, opts);
-  skipped_in_a_row_ = at::zeros({}, opts);
-  last_norm_ = at::zeros({}, opts);
+  stepper_ = std::make_unique<TrainStep>(model_, *opt_, cfg_.train, device_);
   if (!resume_) return;
   const auto& t = resume_->tensors;
   opt_->load("master", t.model);
@@ -131,8 +127,7 @@ void Trainer::build_model_and_optimizer() {
   }
   step_ = resume_->state.step;
   consumed_ = resume_->state.consumed_samples;
-  skipped_total_.fill_(static_cast<double>(resume_->state.skipped_total));
-  skipped_at_start_ = resume_->state.skipped_total;
+  stepper_->skipped_total.fill_(static_cast<double>(resume_->state.skipped_total));
   last_checkpoint_step_ = step_;
 }
 
@@ -157,42 +152,19 @@ void Trainer::open_data() {
   tokens_per_step_ = cfg_.train.global_batch * cfg_.data.seq_len;
 }
 
-double Trainer::train_step() {
-  const int64_t accum = loader_->accum_steps();
-  const int64_t T = cfg_.data.seq_len;
-  opt_->zero_grad();
-  at::Tensor step_loss = at::zeros({}, loss_sum_.options());
-  for (int64_t m = 0; m < accum; ++m) {
-    at::Tensor batch = loader_->next().to(device_, /*non_blocking=*/true);
-    at::Tensor loss = model_->loss(batch.narrow(1, 0, T), batch.narrow(1, 1, T));
-    if (nan_steps_.count(step_ + 1)) loss = loss * std::numeric_limits<float>::quiet_NaN();
-    (loss / static_cast<double>(accum)).backward();
-    opt_->accumulate_micro_step(m == 0);
-    step_loss += loss.detach().to(at::kFloat);
-  }
-  torch::NoGradGuard no_grad;
-  at::Tensor norm = opt_->grad_norm_sq().sqrt();
-  at::Tensor found_inf = at::logical_not(at::isfinite(norm)).to(at::kFloat);
-  at::Tensor clip = at::ones({}, norm.options());
-  if (cfg_.train.grad_clip > 0) clip = at::clamp_max(cfg_.train.grad_clip / (norm + 1e-6), 1.0);
-  clip = at::where(found_inf > 0, at::ones_like(clip), clip);
+void Trainer::train_step() {
   last_lr_ = lr_at(cfg_.train, step_);
-  opt_->step(last_lr_, clip, found_inf);
-  skipped_total_ += found_inf;
-  skipped_in_a_row_ = (skipped_in_a_row_ + found_inf) * found_inf;
-  loss_sum_ += step_loss / static_cast<double>(accum);
-  last_norm_ = norm;
+  stepper_->run([this] { return loader_->next(); }, loader_->accum_steps(), last_lr_, nan_steps_.count(step_ + 1) > 0);
   ++step_;
   ++steps_in_interval_;
   consumed_ += static_cast<uint64_t>(cfg_.train.global_batch);
   interval_tokens_ += static_cast<double>(tokens_per_step_);
-  return last_lr_;
 }
 
 double Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   const int64_t T = cfg_.data.seq_len;
-  at::Tensor total = at::zeros({}, loss_sum_.options());
+  at::Tensor total = at::zeros({}, stepper_->loss_sum.options());
   for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
     at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, 0, 1, i).to(device_);
     total += model_->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
@@ -201,7 +173,7 @@ double Trainer::evaluate() {
 }
 
 bool Trainer::too_many_skipped() {
-  return skipped_in_a_row_.item<double>() >= static_cast<double>(cfg_.train.max_skipped_in_a_row);
+  return stepper_->skipped_in_a_row.item<double>() >= static_cast<double>(cfg_.train.max_skipped_in_a_row);
 }
 
 void Trainer::log_point(bool force) {
@@ -210,10 +182,10 @@ void Trainer::log_point(bool force) {
   TrainRow r;
   r.step = step_;
   r.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
-  r.loss = loss_sum_.item<double>() / static_cast<double>(steps_in_interval_);  // syncs: the step's only host wait
+  r.loss = stepper_->loss_sum.item<double>() / static_cast<double>(steps_in_interval_);  // the step's only host wait
   r.lr = last_lr_;
-  r.grad_norm = last_norm_.item<double>();
-  r.skipped = static_cast<int64_t>(skipped_total_.item<double>());
+  r.grad_norm = stepper_->last_grad_norm.item<double>();
+  r.skipped = static_cast<int64_t>(stepper_->skipped_total.item<double>());
   double secs = std::chrono::duration<double>(Clock::now() - interval_start_).count();
   r.tokens_per_s = interval_tokens_ / secs;
   if (device_.is_cuda()) r.mfu = mfu(cfg_.model, cfg_.data.seq_len, r.tokens_per_s);
@@ -229,7 +201,7 @@ void Trainer::log_point(bool force) {
   if (r.skipped > 0) line << " | skipped " << r.skipped;
   progress_.update(line.str());
   log::debug(line.str());
-  loss_sum_.zero_();
+  stepper_->loss_sum.zero_();
   steps_in_interval_ = 0;
   interval_tokens_ = 0;
   interval_start_ = Clock::now();
@@ -242,7 +214,7 @@ void Trainer::save() {
   st.step = step_;
   st.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
   st.consumed_samples = consumed_;
-  st.skipped_total = static_cast<int64_t>(skipped_total_.item<double>());
+  st.skipped_total = static_cast<int64_t>(stepper_->skipped_total.item<double>());
   st.adam_steps = opt_->adam_steps();
   st.config_yaml = to_yaml(cfg_);
   CheckpointTensors t;
