@@ -10,8 +10,8 @@ STEPS=${STEPS:-20}
 ours=$("$YOCOTRON" bench --config "$RECIPE" "$@" --steps "$STEPS")
 sets=()
 for a in "$@"; do [ "$a" = "--set" ] || sets+=(--set "$a"); done
-peer=$(python3 tests/peers/hf_llama_peer.py --recipe "$RECIPE" --yocotron "$YOCOTRON" "${sets[@]}" --steps "$STEPS" 2>/dev/null | tail -1)
 echo "yocotron: $ours"
+peer=$(python3 tests/peers/hf_llama_peer.py --recipe "$RECIPE" --yocotron "$YOCOTRON" "${sets[@]}" --steps "$STEPS" | tail -1)
 echo "peer:     $peer"
 python3 -c "
 import json, sys

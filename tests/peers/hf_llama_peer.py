@@ -5,10 +5,14 @@ the recipe's betas/eps/weight decay, gradient clipping — on random tokens at t
 Prints one JSON line with tokens/s per GPU, step time, MFU (same formula as yocotron) and peak memory.
 
   python3 tests/peers/hf_llama_peer.py --recipe recipes/tinyllama-1.1b/transformer.yaml \
-      --yocotron build-gpu/bin/yocotron --set train.global_batch=8 --steps 20
+      --set train.global_batch=8 --steps 20
+
+Recipe keys the file does not set take yocotron's defaults from `--yocotron BIN config` when given,
+else from the few defaults below (the ones a shape needs).
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,17 +22,46 @@ import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
+DEFAULTS = {"model": {"norm_eps": 1e-5, "rope_theta": 10000.0, "init_std": 0.02},
+            "train": {"seed": 1234, "lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
+                      "grad_clip": 1.0}}
+
+
+def merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            merge(dst[k], v)
+        else:
+            dst[k] = v
+    return dst
+
+
+def load_recipe(path):
+    with open(path) as f:
+        r = yaml.safe_load(f) or {}
+    base = r.pop("base", None)
+    return merge(load_recipe(os.path.join(os.path.dirname(path), base)) if base else {}, r)
+
+
 def resolved_recipe(yocotron, recipe, sets):
-    cmd = [yocotron, "config", "--config", recipe]
+    if yocotron:
+        cmd = [yocotron, "config", "--config", recipe] + [x for s in sets for x in ("--set", s)]
+        return yaml.safe_load(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    r = merge(json.loads(json.dumps(DEFAULTS)), load_recipe(recipe))
     for s in sets:
-        cmd += ["--set", s]
-    return yaml.safe_load(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        key, value = s.split("=", 1)
+        *path, leaf = key.split(".")
+        node = r
+        for p in path:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return r
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", required=True)
-    ap.add_argument("--yocotron", required=True, help="used to resolve the recipe exactly as yocotron does")
+    ap.add_argument("--yocotron", help="resolve the recipe with this yocotron binary (optional)")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps (includes torch.compile)")
@@ -37,6 +70,11 @@ def main():
 
     r = resolved_recipe(args.yocotron, args.recipe, args.set)
     m, t, d = r["model"], r["train"], r["data"]
+    # PyYAML reads YAML 1.1, where "1e-05" is a string: make the numbers numbers.
+    for sec, keys in ((m, ("norm_eps", "rope_theta", "init_std")),
+                      (t, ("lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"))):
+        for k in keys:
+            sec[k] = float(sec[k])
     if m["arch"] != "transformer":
         print(f"note: the peer is a plain Llama; recipe arch is {m['arch']}", file=sys.stderr)
     cfg = LlamaConfig(vocab_size=m["vocab_size"], hidden_size=m["d_model"], intermediate_size=m["d_ffn"],
