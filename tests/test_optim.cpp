@@ -61,7 +61,7 @@ TEST_CASE("flat AdamW matches LibTorch's torch::optim::AdamW with decay and no-d
   for (int step = 0; step < 5; ++step) {
     opt.zero_grad();
     ours->loss(tokens, targets).backward();
-    opt.accumulate_micro_step(true);
+    opt.fold_micro_step(true);
     opt.step(tc.lr, one, zero);
     reference.zero_grad();
     ref->loss(tokens, targets).backward();
@@ -77,7 +77,7 @@ TEST_CASE("flat AdamW matches LibTorch's torch::optim::AdamW with decay and no-d
   auto before = opt.tensors("master").at("layers.1.self_attn.k_mix").clone();
   opt.zero_grad();
   ours->loss(tokens, targets).backward();
-  opt.accumulate_micro_step(true);
+  opt.fold_micro_step(true);
   opt.step(tc.lr, one, at::ones({}));
   CHECK(torch::equal(before, opt.tensors("master").at("layers.1.self_attn.k_mix")));
   CHECK(opt.adam_steps() == 5);
@@ -90,13 +90,13 @@ TEST_CASE("gradients accumulated over micro-steps equal the full-batch gradient"
   auto tokens = at::randint(0, 50, {4, 10}, at::kLong);
   opt.zero_grad();
   d->loss(tokens, tokens).backward();
-  auto full = opt.groups()[0].final_grads().clone();
+  auto full = opt.groups()[0].fp32_grads().clone();
   opt.zero_grad();
   for (int i = 0; i < 2; ++i) {
     (d->loss(tokens.narrow(0, 2 * i, 2), tokens.narrow(0, 2 * i, 2)) / 2.0).backward();
-    opt.accumulate_micro_step(i == 0);
+    opt.fold_micro_step(i == 0);
   }
-  CHECK((opt.groups()[0].final_grads() - full).abs().max().item<double>() <= 1e-6);
+  CHECK((opt.groups()[0].fp32_grads() - full).abs().max().item<double>() <= 1e-6);
   // The parameters' .grad are views into the flat buffer.
   auto& q = d->named_parameters()["layers.0.self_attn.q_proj.weight"];
   CHECK(q.grad().data_ptr() >= opt.groups()[0].grads.data_ptr());
@@ -147,10 +147,10 @@ TEST_CASE("checkpoints: round trip, verification, keep_last, same-step rewrite",
   CHECK(torch::equal(loaded.tensors.exp_avg_sq.at("w"), t.exp_avg_sq.at("w")));
   CHECK(loaded.state.config_yaml == "model:\n  arch: yoco\n");
 
-  std::string raw = test::read_file(fs::path(all[0]) / "optimizer.safetensors");
+  std::string raw = test::read_file(fs::path(all[0]) / "optimizer-tp00-of-01.safetensors");
   raw[raw.size() - 3] ^= 1;
-  test::write_file(fs::path(all[0]) / "optimizer.safetensors", raw);
-  CHECK_THROWS_WITH(verify_checkpoint(all[0]), ContainsSubstring("step_00000030/optimizer.safetensors: checksum mismatch"));
+  test::write_file(fs::path(all[0]) / "optimizer-tp00-of-01.safetensors", raw);
+  CHECK_THROWS_WITH(verify_checkpoint(all[0]), ContainsSubstring("step_00000030/optimizer-tp00-of-01.safetensors: checksum mismatch"));
   std::vector<std::string> skipped;
   CHECK(fs::path(*newest_valid_checkpoint(root.string(), &skipped)).filename() == "step_00000020");
   CHECK(skipped.size() == 1);

@@ -142,20 +142,20 @@ TEST_CASE("corrupt or incomplete checkpoints are skipped with a warning naming t
   fs::path run = f.dir / "corrupt";
   REQUIRE(train(f.recipe, run, "--set checkpoint.every=4 --set train.exit_after_steps=8").exit_code == 0);
   fs::path newest = run / "checkpoints" / "step_00000008";
-  std::string raw = test::read_file(newest / "model.safetensors");
+  std::string raw = test::read_file(newest / "model-tp00-of-01.safetensors");
   raw[raw.size() / 2] ^= 0x20;
-  test::write_file(newest / "model.safetensors", raw);
+  test::write_file(newest / "model-tp00-of-01.safetensors", raw);
   auto r = train(f.recipe, run, "--set checkpoint.every=4");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.err, ContainsSubstring("skipping checkpoint: " + (newest / "model.safetensors").string() + ": checksum mismatch"));
+  CHECK_THAT(r.err, ContainsSubstring("skipping checkpoint: " + (newest / "model-tp00-of-01.safetensors").string() + ": checksum mismatch"));
   CHECK_THAT(r.err, ContainsSubstring("step_00000004 at step 4"));
   CHECK(curve(run) == f.reference);
 
-  fs::remove(run / "checkpoints" / "step_00000012" / "optimizer.safetensors");
+  fs::remove(run / "checkpoints" / "step_00000012" / "optimizer-tp00-of-01.safetensors");
   auto explicit_path = train(f.recipe, run, "--resume " + (run / "checkpoints" / "step_00000012").string());
   CHECK(explicit_path.exit_code == 1);
-  CHECK_THAT(explicit_path.err, ContainsSubstring("step_00000012/optimizer.safetensors: missing"));
+  CHECK_THAT(explicit_path.err, ContainsSubstring("step_00000012/optimizer-tp00-of-01.safetensors: missing"));
   auto fresh = train(f.recipe, run, "--resume none");
   CHECK(fresh.exit_code == 1);
   CHECK_THAT(fresh.err, ContainsSubstring("holds checkpoints"));
@@ -170,7 +170,7 @@ TEST_CASE("SIGTERM: finish the step, checkpoint, exit 0; the resumed run continu
   auto r = train(f.recipe, run, "", "YOCOTRON_TEST_SIGNAL_AFTER_STEP=5");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.err, ContainsSubstring("stopped by signal 15 after step 5"));
+  CHECK_THAT(r.err, ContainsSubstring("stopped by a signal after step 5 (signal 15 here)"));
   CHECK(fs::exists(run / "checkpoints" / "step_00000005"));
   REQUIRE(train(f.recipe, run).exit_code == 0);
   CHECK(curve(run) == f.reference);

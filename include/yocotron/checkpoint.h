@@ -1,9 +1,12 @@
 // Checkpoints: one directory per step, RUN/checkpoints/step_<8 digits>/, holding
-//   model.safetensors      fp32 master weights (global tensors)
-//   optimizer.safetensors  Adam moments (exp_avg/<name>, exp_avg_sq/<name>) and RNG states
-//   state.json             step, tokens, consumed samples, skipped steps, Adam steps
-//   config.yaml            the resolved recipe of the run that wrote it
-//   manifest.json          every file above with its size and CRC-32C (checked on load)
+//   model-tpRR-of-TT.safetensors      fp32 master weights of tensor-parallel rank RR (its shards)
+//   optimizer-tpRR-of-TT.safetensors  its Adam moments (exp_avg/<name>, exp_avg_sq/<name>), RNG states
+//   state.json                        step, tokens, consumed samples, skipped steps, Adam steps
+//   config.yaml                       the resolved recipe of the run that wrote it
+//   manifest.json                     every file with its size and CRC-32C (checked on load), and
+//                                     every tensor's global shape and split dimension
+// Data-parallel replicas write nothing (ZeRO-1 slices are gathered first), so a checkpoint does not
+// depend on the DP size, and its tensors are re-sliced for any TP size on load.
 // A checkpoint is written into .tmp-step_...-<pid> beside its final name, each file fsync'ed, then
 // renamed into place; RUN/checkpoints/latest (a one-line file naming it) is replaced atomically;
 // older checkpoints beyond keep_last are removed only after that. A crash at any point leaves the
@@ -16,7 +19,11 @@
 #include <string>
 #include <vector>
 
+#include "yocotron/decoder.h"
+
 namespace yt {
+
+struct Mesh;
 
 struct CheckpointState {
   int64_t step = 0;               // optimizer steps completed
@@ -36,9 +43,18 @@ struct CheckpointTensors {
 
 std::string checkpoint_name(int64_t step);  // step_00000100
 
-// Writes RUN/checkpoints/step_<step>/ and returns its path; then updates `latest` and prunes.
+// Who writes what: this rank's TP coordinates, whether it writes (one DP replica per TP rank), and the
+// model's shard specs (global shapes, split dimensions).
+struct CheckpointLayout {
+  int tp_rank = 0, tp = 1;
+  bool writer = true;
+  std::map<std::string, ShardSpec> specs;
+};
+
+// Writes RUN/checkpoints/step_<step>/ and returns its path; then updates `latest` and prunes. Every
+// rank of `mesh` (null: a single process) calls it; `tensors` are this rank's shards.
 std::string write_checkpoint(const std::string& root, const CheckpointState& state, const CheckpointTensors& tensors,
-                             int64_t keep_last);
+                             int64_t keep_last, const CheckpointLayout& layout = {}, const Mesh* mesh = nullptr);
 
 // Throws std::runtime_error naming the checkpoint and the file when anything is missing or corrupt.
 void verify_checkpoint(const std::string& dir);
@@ -53,8 +69,10 @@ std::optional<std::string> newest_valid_checkpoint(const std::string& root, std:
 struct LoadedCheckpoint {
   std::string dir;
   CheckpointState state;
-  CheckpointTensors tensors;
+  CheckpointTensors tensors;  // global (unsharded, unpadded) tensors
+  int tp = 1;                 // the TP size that wrote it
 };
-LoadedCheckpoint load_checkpoint(const std::string& dir);  // verifies first
+// Reads every TP shard file and reassembles global tensors. `verify` checks sizes and checksums first.
+LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify = true);
 
 }  // namespace yt

@@ -11,5 +11,6 @@ double peak_memory_gb(int cuda_device);
 void reset_peak_memory(int cuda_device);
 void synchronize(int cuda_device);  // waits for the GPU; no-op for the CPU
 const char* device_name(int cuda_device);  // "NVIDIA H100 80GB HBM3", or "cpu"
+void set_current_cuda_device(int cuda_device);  // the device this process's streams and kernels use
 
 }  // namespace yt

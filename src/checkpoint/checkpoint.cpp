@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "yocotron/fileio.h"
+#include "yocotron/mesh.h"
 #include "yocotron/safetensors.h"
 #include "yocotron/str.h"
 
@@ -25,13 +26,6 @@ namespace {
 NamedTensors prefixed(const std::map<std::string, at::Tensor>& m, const std::string& prefix) {
   NamedTensors out;
   for (const auto& [k, v] : m) out.emplace_back(prefix + k, v);
-  return out;
-}
-
-std::map<std::string, at::Tensor> strip(const std::map<std::string, at::Tensor>& all, const std::string& prefix) {
-  std::map<std::string, at::Tensor> out;
-  for (const auto& [k, v] : all)
-    if (starts_with(k, prefix)) out[k.substr(prefix.size())] = v;
   return out;
 }
 
@@ -54,56 +48,92 @@ std::string checkpoint_name(int64_t step) {
   return buf;
 }
 
+namespace {
+
+std::string shard_file(const char* kind, int tp_rank, int tp) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%s-tp%02d-of-%02d.safetensors", kind, tp_rank, tp);
+  return buf;
+}
+
+}  // namespace
+
 std::string write_checkpoint(const std::string& root, const CheckpointState& st, const CheckpointTensors& t,
-                             int64_t keep_last) {
-  fs::create_directories(root);
+                             int64_t keep_last, const CheckpointLayout& layout, const Mesh* mesh) {
+  const bool rank0 = !mesh || mesh->world_rank == 0;
   const std::string name = checkpoint_name(st.step);
   const fs::path final_dir = fs::path(root) / name;
-  const fs::path tmp = fs::path(root) / (".tmp-" + name + "-" + std::to_string(::getpid()));
-  remove_tree(tmp.string());
-  fs::create_directories(tmp);
+  // Rank 0 picks the temporary directory (its pid names it) and everyone writes into it.
+  std::string tmp_name = ".tmp-" + name + "-" + std::to_string(::getpid());
+  if (mesh) tmp_name = mesh->broadcast_string(tmp_name);
+  const fs::path tmp = fs::path(root) / tmp_name;
+  if (rank0) {
+    fs::create_directories(root);
+    remove_tree(tmp.string());
+    fs::create_directories(tmp);
+  }
+  if (mesh) mesh->barrier();
 
   json files = json::object();
-  auto record = [&](const std::string& file, const FileDigest& d) { files[file] = {{"bytes", d.bytes}, {"crc32c", d.crc32c}}; };
-  record("model.safetensors", save_safetensors((tmp / "model.safetensors").string(), prefixed(t.model, ""), {{"format", "pt"}}));
-  NamedTensors opt = prefixed(t.exp_avg, "exp_avg/");
-  for (auto& x : prefixed(t.exp_avg_sq, "exp_avg_sq/")) opt.push_back(x);
-  for (auto& x : prefixed(t.rng, "rng/")) opt.push_back(x);
-  record("optimizer.safetensors", save_safetensors((tmp / "optimizer.safetensors").string(), opt));
-  json state = {{"step", st.step},
-                {"tokens", st.tokens},
-                {"consumed_samples", st.consumed_samples},
-                {"skipped_total", st.skipped_total},
-                {"adam_steps", st.adam_steps}};
-  record("state.json", write_text_file_atomic((tmp / "state.json").string(), state.dump(2) + "\n"));
-  record("config.yaml", write_text_file_atomic((tmp / "config.yaml").string(), st.config_yaml));
-  write_text_file_atomic((tmp / "manifest.json").string(),
-                         json({{"format", "yocotron-checkpoint"}, {"version", 1}, {"step", st.step}, {"files", files}}).dump(2) + "\n");
-  fsync_directory(tmp.string());
-  test_pause(st.step);
-
-  // A checkpoint of the same step may exist (a resumed run stopping where it started): move it
-  // aside, put the new one in place, then drop the old one.
-  fs::path aside;
-  if (fs::exists(final_dir)) {
-    aside = fs::path(root) / (".old-" + name + "-" + std::to_string(::getpid()));
-    remove_tree(aside.string());
-    if (::rename(final_dir.c_str(), aside.c_str()) != 0)
-      throw std::runtime_error(cat(final_dir.string(), ": cannot move aside: ", std::strerror(errno)));
+  if (layout.writer) {
+    std::string model_file = shard_file("model", layout.tp_rank, layout.tp);
+    std::string opt_file = shard_file("optimizer", layout.tp_rank, layout.tp);
+    auto d1 = save_safetensors((tmp / model_file).string(), prefixed(t.model, ""), {{"format", "pt"}});
+    NamedTensors opt = prefixed(t.exp_avg, "exp_avg/");
+    for (auto& x : prefixed(t.exp_avg_sq, "exp_avg_sq/")) opt.push_back(x);
+    for (auto& x : prefixed(t.rng, "rng/")) opt.push_back(x);
+    auto d2 = save_safetensors((tmp / opt_file).string(), opt);
+    files[model_file] = {{"bytes", d1.bytes}, {"crc32c", d1.crc32c}};
+    files[opt_file] = {{"bytes", d2.bytes}, {"crc32c", d2.crc32c}};
   }
-  if (::rename(tmp.c_str(), final_dir.c_str()) != 0)
-    throw std::runtime_error(cat(final_dir.string(), ": cannot rename the new checkpoint into place: ", std::strerror(errno)));
-  fsync_directory(root);
-  write_text_file_atomic((fs::path(root) / "latest").string(), name + "\n");
-  if (!aside.empty()) remove_tree(aside.string());
+  std::vector<std::string> all = mesh ? mesh->gather_strings(files.dump()) : std::vector<std::string>{files.dump()};
+  if (rank0) {
+    for (const auto& part : all) {
+      json j = json::parse(part);
+      for (auto it = j.begin(); it != j.end(); ++it) files[it.key()] = it.value();
+    }
+    json state = {{"step", st.step},
+                  {"tokens", st.tokens},
+                  {"consumed_samples", st.consumed_samples},
+                  {"skipped_total", st.skipped_total},
+                  {"adam_steps", st.adam_steps}};
+    auto record = [&](const std::string& file, const FileDigest& d) { files[file] = {{"bytes", d.bytes}, {"crc32c", d.crc32c}}; };
+    record("state.json", write_text_file_atomic((tmp / "state.json").string(), state.dump(2) + "\n"));
+    record("config.yaml", write_text_file_atomic((tmp / "config.yaml").string(), st.config_yaml));
+    json tensors = json::object();
+    for (const auto& [n, spec] : layout.specs)
+      tensors[n] = {{"global_shape", spec.global_shape}, {"split_dim", spec.split_dim}};
+    write_text_file_atomic((tmp / "manifest.json").string(),
+                           json({{"format", "yocotron-checkpoint"}, {"version", 2}, {"step", st.step}, {"tp", layout.tp},
+                                 {"files", files}, {"tensors", tensors}})
+                                   .dump(2) + "\n");
+    fsync_directory(tmp.string());
+    test_pause(st.step);
 
-  // Prune: only now that the new checkpoint is complete. Also clear temporaries of dead writers.
-  auto all = list_checkpoints(root);
-  for (size_t i = static_cast<size_t>(std::max<int64_t>(keep_last, 1)); i < all.size(); ++i) remove_tree(all[i]);
-  for (const auto& e : fs::directory_iterator(root)) {
-    std::string n = e.path().filename().string();
-    if ((starts_with(n, ".tmp-") || starts_with(n, ".old-")) && e.path() != tmp) remove_tree(e.path().string());
+    // A checkpoint of the same step may exist (a resumed run stopping where it started): move it
+    // aside, put the new one in place, then drop the old one.
+    fs::path aside;
+    if (fs::exists(final_dir)) {
+      aside = fs::path(root) / (".old-" + name + "-" + std::to_string(::getpid()));
+      remove_tree(aside.string());
+      if (::rename(final_dir.c_str(), aside.c_str()) != 0)
+        throw std::runtime_error(cat(final_dir.string(), ": cannot move aside: ", std::strerror(errno)));
+    }
+    if (::rename(tmp.c_str(), final_dir.c_str()) != 0)
+      throw std::runtime_error(cat(final_dir.string(), ": cannot rename the new checkpoint into place: ", std::strerror(errno)));
+    fsync_directory(root);
+    write_text_file_atomic((fs::path(root) / "latest").string(), name + "\n");
+    if (!aside.empty()) remove_tree(aside.string());
+
+    // Prune: only now that the new checkpoint is complete. Also clear temporaries of dead writers.
+    auto existing = list_checkpoints(root);
+    for (size_t i = static_cast<size_t>(std::max<int64_t>(keep_last, 1)); i < existing.size(); ++i) remove_tree(existing[i]);
+    for (const auto& e : fs::directory_iterator(root)) {
+      std::string n = e.path().filename().string();
+      if ((starts_with(n, ".tmp-") || starts_with(n, ".old-")) && e.path() != tmp) remove_tree(e.path().string());
+    }
   }
+  if (mesh) mesh->barrier();
   return final_dir.string();
 }
 
@@ -134,8 +164,11 @@ void verify_checkpoint(const std::string& dir) {
       if (crc != it.value().at("crc32c").get<uint32_t>())
         throw std::runtime_error(cat(f.string(), ": checksum mismatch (the file is corrupt)"));
     }
-    for (const char* required : {"model.safetensors", "optimizer.safetensors", "state.json", "config.yaml"})
-      if (!m.at("files").contains(required)) throw std::runtime_error(cat(dir, ": manifest lacks ", required));
+    const int tp = m.value("tp", 1);
+    std::vector<std::string> required = {"state.json", "config.yaml"};
+    for (int r = 0; r < tp; ++r) required.push_back(shard_file("model", r, tp)), required.push_back(shard_file("optimizer", r, tp));
+    for (const auto& f : required)
+      if (!m.at("files").contains(f)) throw std::runtime_error(cat(dir, ": manifest lacks ", f));
   } catch (const json::exception& e) {
     throw std::runtime_error(cat(manifest.string(), ": malformed: ", e.what()));
   }
@@ -153,8 +186,8 @@ std::optional<std::string> newest_valid_checkpoint(const std::string& root, std:
   return std::nullopt;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir) {
-  verify_checkpoint(dir);
+LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
+  if (verify) verify_checkpoint(dir);
   LoadedCheckpoint out;
   out.dir = dir;
   json st = json::parse(read_text_file((fs::path(dir) / "state.json").string()));
@@ -164,11 +197,33 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
   out.state.skipped_total = st.at("skipped_total").get<int64_t>();
   out.state.adam_steps = st.at("adam_steps").get<double>();
   out.state.config_yaml = read_text_file((fs::path(dir) / "config.yaml").string());
-  out.tensors.model = load_safetensors((fs::path(dir) / "model.safetensors").string()).tensors;
-  auto opt = load_safetensors((fs::path(dir) / "optimizer.safetensors").string()).tensors;
-  out.tensors.exp_avg = strip(opt, "exp_avg/");
-  out.tensors.exp_avg_sq = strip(opt, "exp_avg_sq/");
-  out.tensors.rng = strip(opt, "rng/");
+  json manifest = json::parse(read_text_file((fs::path(dir) / "manifest.json").string()));
+  out.tp = manifest.value("tp", 1);
+  std::vector<std::map<std::string, at::Tensor>> model(out.tp), opt(out.tp);
+  for (int r = 0; r < out.tp; ++r) {
+    model[r] = load_safetensors((fs::path(dir) / shard_file("model", r, out.tp)).string()).tensors;
+    opt[r] = load_safetensors((fs::path(dir) / shard_file("optimizer", r, out.tp)).string()).tensors;
+  }
+  // Reassemble each tensor from its TP shards: concatenate along the split dimension, drop padding.
+  const json tensors = manifest.value("tensors", json::object());
+  auto global = [&](const std::vector<std::map<std::string, at::Tensor>>& parts, const std::string& key,
+                    const std::string& name) {
+    int split = tensors.contains(name) ? tensors[name]["split_dim"].get<int>() : -1;
+    if (split < 0 || out.tp == 1) {
+      at::Tensor t = parts[0].at(key);
+      if (split >= 0) t = t.narrow(split, 0, tensors[name]["global_shape"][split].get<int64_t>());
+      return t;
+    }
+    std::vector<at::Tensor> shards;
+    for (int r = 0; r < out.tp; ++r) shards.push_back(parts[r].at(key));
+    return at::cat(shards, split).narrow(split, 0, tensors[name]["global_shape"][split].get<int64_t>());
+  };
+  for (const auto& [key, t] : model[0]) out.tensors.model[key] = global(model, key, key);
+  for (const auto& [key, t] : opt[0]) {
+    if (starts_with(key, "exp_avg_sq/")) out.tensors.exp_avg_sq[key.substr(11)] = global(opt, key, key.substr(11));
+    else if (starts_with(key, "exp_avg/")) out.tensors.exp_avg[key.substr(8)] = global(opt, key, key.substr(8));
+    else if (starts_with(key, "rng/")) out.tensors.rng[key.substr(4)] = t;
+  }
   return out;
 }
 

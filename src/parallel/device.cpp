@@ -47,6 +47,13 @@ void synchronize(int cuda_device) {
   (void)cuda_device;
 }
 
+void set_current_cuda_device(int cuda_device) {
+#ifdef YOCOTRON_WITH_CUDA
+  if (cuda_device >= 0) c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
+#endif
+  (void)cuda_device;
+}
+
 const char* device_name(int cuda_device) {
 #ifdef YOCOTRON_WITH_CUDA
   static thread_local cudaDeviceProp prop;

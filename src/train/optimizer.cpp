@@ -4,51 +4,114 @@
 
 #include <cmath>
 
+#include "yocotron/comm.h"
 #include "yocotron/str.h"
 
 namespace yt {
+namespace {
 
-FlatAdamW::FlatAdamW(Decoder& model, const TrainConfig& cfg, at::ScalarType compute) : cfg_(cfg) {
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+struct Member {
+  std::string name;
+  at::Tensor param;
+};
+
+}  // namespace
+
+FlatAdamW::FlatAdamW(Decoder& model, const TrainConfig& cfg, at::ScalarType compute, OptimizerLayout layout)
+    : cfg_(cfg), layout_(layout) {
   torch::NoGradGuard no_grad;
   const auto& specs = model->shard_specs();
-  // Group parameters by (dtype, decay), keeping module order inside each group.
-  std::vector<std::pair<std::string, at::Tensor>> params;
-  for (auto& p : model->named_parameters()) params.emplace_back(p.key(), p.value());
+  std::vector<Member> params;
+  for (auto& p : model->named_parameters()) params.push_back({p.key(), p.value()});
+  const int64_t dp = layout_.dp_size;
   for (int keep32 = 0; keep32 < 2; ++keep32) {
     for (int decay = 1; decay >= 0; --decay) {
-      FlatGroup g;
-      g.dtype = keep32 ? at::kFloat : compute;
-      g.decay = decay == 1;
-      int64_t total = 0;
-      std::vector<std::pair<std::string, at::Tensor>> members;
-      for (auto& [name, p] : params) {
-        const ShardSpec& s = specs.at(name);
-        if (s.keep_fp32 != (keep32 == 1) || s.decay != g.decay) continue;
-        g.slots.push_back({name, total, p.numel(), p.sizes().vec()});
-        total += p.numel();
-        members.emplace_back(name, p);
+      for (int sharded = 1; sharded >= 0; --sharded) {
+        std::vector<Member> members;
+        for (auto& m : params) {
+          const ShardSpec& s = specs.at(m.name);
+          if (s.keep_fp32 == (keep32 == 1) && s.decay == (decay == 1) && (s.split_dim >= 0) == (sharded == 1))
+            members.push_back(m);
+        }
+        if (members.empty()) continue;
+        FlatGroup g;
+        g.dtype = keep32 ? at::kFloat : compute;
+        g.decay = decay == 1;
+        g.tp_sharded = sharded == 1;
+        g.tp_partial = specs.at(members.front().name).tp_partial_grad;
+        // Buckets: walk parameters from the last (their gradients come first in backward).
+        const int64_t bucket_elems = std::max<int64_t>(1, static_cast<int64_t>(layout_.bucket_mb * 1048576.0) / 4);
+        std::vector<size_t> bucket_of(members.size());
+        size_t n_buckets = 0;
+        int64_t filled = 0;
+        for (size_t i = members.size(); i-- > 0;) {
+          if (filled > 0 && filled + members[i].param.numel() > bucket_elems) ++n_buckets, filled = 0;
+          bucket_of[i] = n_buckets;
+          filled += members[i].param.numel();
+        }
+        ++n_buckets;
+        // Lay the buffer out in module order; pad each bucket's end to a multiple of dp.
+        g.buckets.resize(n_buckets);
+        int64_t offset = 0;
+        for (size_t i = 0; i < members.size(); ++i) {
+          size_t b = bucket_of[i];
+          if (i == 0 || bucket_of[i - 1] != b) g.buckets[b].begin = offset;
+          g.slots.push_back({members[i].name, offset, members[i].param.numel(), members[i].param.sizes().vec(), b});
+          offset += members[i].param.numel();
+          if (i + 1 == members.size() || bucket_of[i + 1] != b) {
+            offset = g.buckets[b].begin + round_up(offset - g.buckets[b].begin, dp);
+            g.buckets[b].end = offset;
+          }
+        }
+        const int64_t total = offset;
+        int64_t shard = 0;
+        for (auto& b : g.buckets) b.shard_offset = shard, shard += b.length() / dp;
+
+        auto opts = at::TensorOptions().device(members.front().param.device());
+        at::Tensor full_master = at::zeros({total}, opts.dtype(at::kFloat));
+        for (size_t i = 0; i < members.size(); ++i)
+          full_master.narrow(0, g.slots[i].offset, g.slots[i].numel).copy_(members[i].param.reshape({-1}));
+        const int64_t state_size = layout_.zero1 ? shard : total;
+        if (layout_.zero1) {
+          g.params = full_master.to(g.dtype).clone();
+          g.master = at::empty({shard}, opts.dtype(at::kFloat));
+          for (const auto& b : g.buckets) shard_view(g.master, b).copy_(owned_view(full_master, b));
+        } else {
+          g.master = full_master;
+          g.params = g.dtype == at::kFloat ? g.master : g.master.to(g.dtype);
+        }
+        g.grads = at::zeros({total}, opts.dtype(g.dtype));
+        if (g.dtype != at::kFloat) g.grad_acc = at::zeros({total}, opts.dtype(at::kFloat));
+        g.exp_avg = at::zeros({state_size}, opts.dtype(at::kFloat));
+        g.exp_avg_sq = at::zeros({state_size}, opts.dtype(at::kFloat));
+        g.step = at::zeros({}, opts.dtype(at::kFloat));
+        for (size_t i = 0; i < members.size(); ++i) {
+          const auto& slot = g.slots[i];
+          at::Tensor& p = members[i].param;
+          p.set_data(g.params.narrow(0, slot.offset, slot.numel).view(slot.shape));
+          p.mutable_grad() = g.grads.narrow(0, slot.offset, slot.numel).view(slot.shape);
+        }
+        groups_.push_back(std::move(g));
       }
-      if (members.empty()) continue;
-      auto device = members.front().second.device();
-      auto opts = at::TensorOptions().device(device);
-      g.master = at::empty({total}, opts.dtype(at::kFloat));
-      for (size_t i = 0; i < members.size(); ++i)
-        g.master.narrow(0, g.slots[i].offset, g.slots[i].numel).copy_(members[i].second.reshape({-1}));
-      g.params = g.dtype == at::kFloat ? g.master : g.master.to(g.dtype);
-      g.grads = at::zeros({total}, opts.dtype(g.dtype));
-      if (g.dtype != at::kFloat) g.grad_acc = at::zeros({total}, opts.dtype(at::kFloat));
-      g.exp_avg = at::zeros({total}, opts.dtype(at::kFloat));
-      g.exp_avg_sq = at::zeros({total}, opts.dtype(at::kFloat));
-      g.step = at::zeros({}, opts.dtype(at::kFloat));
-      for (size_t i = 0; i < members.size(); ++i) {
-        const auto& slot = g.slots[i];
-        at::Tensor& p = members[i].second;
-        p.set_data(g.params.narrow(0, slot.offset, slot.numel).view(slot.shape));
-        p.mutable_grad() = g.grads.narrow(0, slot.offset, slot.numel).view(slot.shape);
-      }
-      groups_.push_back(std::move(g));
     }
   }
+}
+
+std::pair<int64_t, int64_t> FlatAdamW::owned(const Bucket& b) const {
+  if (!layout_.zero1) return {b.begin, b.length()};
+  const int64_t len = b.length() / layout_.dp_size;
+  return {b.begin + layout_.dp_rank * len, len};
+}
+
+at::Tensor FlatAdamW::owned_view(const at::Tensor& full, const Bucket& b) const {
+  auto [start, len] = owned(b);
+  return full.narrow(0, start, len);
+}
+
+at::Tensor FlatAdamW::shard_view(const at::Tensor& shard, const Bucket& b) const {
+  return shard.narrow(0, b.shard_offset, b.length() / layout_.dp_size);
 }
 
 void FlatAdamW::zero_grad() {
@@ -58,22 +121,37 @@ void FlatAdamW::zero_grad() {
   }
 }
 
-void FlatAdamW::accumulate_micro_step(bool first_micro) {
-  for (auto& g : groups_) {
-    if (!g.grad_acc.defined()) continue;
-    if (first_micro) g.grad_acc.copy_(g.grads);
-    else g.grad_acc.add_(g.grads);
-    g.grads.zero_();
-  }
+void FlatAdamW::fold_micro_step(FlatGroup& g, const Bucket& b, bool first_micro) {
+  if (!g.grad_acc.defined() || !layout_.reduce_in_fp32) return;  // fp32 groups accumulate in place
+  at::Tensor acc = g.grad_acc.narrow(0, b.begin, b.length()), src = g.grads.narrow(0, b.begin, b.length());
+  if (first_micro) acc.copy_(src);
+  else acc.add_(src);
+  src.zero_();
 }
 
-at::Tensor FlatAdamW::grad_norm_sq() const {
-  at::Tensor total;
-  for (const auto& g : groups_) {
-    auto sq = g.final_grads().pow(2).sum();
-    total = total.defined() ? total + sq : sq;
-  }
+void FlatAdamW::fold_micro_step(bool first_micro) {
+  for (auto& g : groups_)
+    for (const auto& b : g.buckets) fold_micro_step(g, b, first_micro);
+}
+
+at::Tensor FlatAdamW::grad_norm_sq(const FlatGroup& g) const {
+  at::Tensor grads = g.reduce_buffer(layout_.reduce_in_fp32);
+  if (!layout_.zero1) return grads.to(at::kFloat).pow(2).sum();
+  at::Tensor total = at::zeros({}, grads.options().dtype(at::kFloat));
+  for (const auto& b : g.buckets) total += owned_view(grads, b).to(at::kFloat).pow(2).sum();
   return total;
+}
+
+void FlatAdamW::publish_params(FlatGroup& g) {
+  if (!layout_.zero1) {
+    if (g.params.data_ptr() != g.master.data_ptr()) g.params.copy_(g.master);
+    return;
+  }
+  for (const auto& b : g.buckets) {
+    at::Tensor bucket = g.params.narrow(0, b.begin, b.length());
+    owned_view(g.params, b).copy_(shard_view(g.master, b));
+    if (layout_.dp_size > 1) layout_.dp->all_gather(owned_view(g.params, b), bucket);
+  }
 }
 
 void FlatAdamW::step(double lr, const at::Tensor& clip_coef, const at::Tensor& found_inf) {
@@ -81,38 +159,67 @@ void FlatAdamW::step(double lr, const at::Tensor& clip_coef, const at::Tensor& f
   const double b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.eps;
   for (auto& g : groups_) {
     const double wd = g.decay ? cfg_.weight_decay : 0.0;
-    at::Tensor grads = g.final_grads();
+    // bf16 gradients reduced natively are read in fp32 by the update.
+    if (g.grad_acc.defined() && !layout_.reduce_in_fp32) g.grad_acc.copy_(g.grads);
+    std::vector<at::Tensor> w, gr, m, v;
+    if (layout_.zero1) {
+      for (const auto& b : g.buckets) {
+        w.push_back(shard_view(g.master, b));
+        gr.push_back(owned_view(g.fp32_grads(), b));
+        m.push_back(shard_view(g.exp_avg, b));
+        v.push_back(shard_view(g.exp_avg_sq, b));
+      }
+    } else {
+      w = {g.master}, gr = {g.fp32_grads()}, m = {g.exp_avg}, v = {g.exp_avg_sq};
+    }
 #if TORCH_VERSION_MAJOR >= 2
     if (g.master.is_cuda()) {
       // The fused kernel reads grad / grad_scale and leaves everything untouched where found_inf.
       auto inv_clip = at::reciprocal(clip_coef).to(at::kFloat).reshape({});
       auto inf = found_inf.to(at::kFloat).reshape({});
       g.step.add_(1.0 - inf);  // the kernel expects the step already counted
-      at::_fused_adamw_({g.master}, {grads}, {g.exp_avg}, {g.exp_avg_sq}, {}, {g.step}, lr, b1, b2, wd, eps,
-                        /*amsgrad=*/false, /*maximize=*/false, inv_clip, inf);
-      if (g.params.data_ptr() != g.master.data_ptr()) g.params.copy_(g.master);
+      std::vector<at::Tensor> steps(w.size(), g.step);
+      at::_fused_adamw_(w, gr, m, v, {}, steps, lr, b1, b2, wd, eps, /*amsgrad=*/false, /*maximize=*/false, inv_clip, inf);
+      publish_params(g);
       continue;
     }
 #endif
-    // Plain ops (CPU, or LibTorch 1.13): the host may look at found_inf; on CPU that costs nothing.
+    // Plain ops (CPU, or LibTorch 1.13): the host may read found_inf; on the CPU that costs nothing.
     if (found_inf.item<double>() != 0.0) continue;
     g.step.add_(1.0);
     const double t = g.step.item<double>();
-    auto gs = grads * clip_coef.to(grads.device());
-    g.exp_avg.mul_(b1).add_(gs, 1.0 - b1);
-    g.exp_avg_sq.mul_(b2).addcmul_(gs, gs, 1.0 - b2);
     const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
-    g.master.mul_(1.0 - lr * wd);
-    auto denom = (g.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(eps);
-    g.master.addcdiv_(g.exp_avg, denom, -lr / bc1);
-    if (g.params.data_ptr() != g.master.data_ptr()) g.params.copy_(g.master);
+    for (size_t i = 0; i < w.size(); ++i) {
+      auto gs = gr[i] * clip_coef.to(gr[i].device());
+      m[i].mul_(b1).add_(gs, 1.0 - b1);
+      v[i].mul_(b2).addcmul_(gs, gs, 1.0 - b2);
+      w[i].mul_(1.0 - lr * wd);
+      auto denom = (v[i].sqrt() / std::sqrt(bc2)).add_(eps);
+      w[i].addcdiv_(m[i], denom, -lr / bc1);
+    }
+    publish_params(g);
   }
 }
 
-std::map<std::string, at::Tensor> FlatAdamW::tensors(const std::string& which) const {
+at::Tensor& FlatAdamW::state(FlatGroup& g, const std::string& which) {
+  if (which == "master") return g.master;
+  if (which == "exp_avg") return g.exp_avg;
+  if (which == "exp_avg_sq") return g.exp_avg_sq;
+  throw std::invalid_argument("FlatAdamW: unknown state '" + which + "'");
+}
+
+std::map<std::string, at::Tensor> FlatAdamW::tensors(const std::string& which) {
   std::map<std::string, at::Tensor> out;
-  for (const auto& g : groups_) {
-    const at::Tensor& flat = which == "master" ? g.master : which == "exp_avg" ? g.exp_avg : g.exp_avg_sq;
+  for (auto& g : groups_) {
+    at::Tensor flat = state(g, which);
+    if (layout_.zero1) {  // reassemble the full buffer from every rank's slices
+      at::Tensor full = at::zeros({g.params.numel()}, flat.options());
+      for (const auto& b : g.buckets) {
+        owned_view(full, b).copy_(shard_view(flat, b));
+        if (layout_.dp_size > 1) layout_.dp->all_gather(owned_view(full, b), full.narrow(0, b.begin, b.length()));
+      }
+      flat = full;
+    }
     for (const auto& s : g.slots) out[s.name] = flat.narrow(0, s.offset, s.numel).view(s.shape);
   }
   return out;
@@ -127,19 +234,26 @@ void FlatAdamW::set_adam_steps(double steps) {
 void FlatAdamW::load(const std::string& which, const std::map<std::string, at::Tensor>& named) {
   torch::NoGradGuard no_grad;
   for (auto& g : groups_) {
-    at::Tensor& flat = which == "master" ? g.master : which == "exp_avg" ? g.exp_avg : g.exp_avg_sq;
+    at::Tensor full = at::zeros({g.params.numel()}, g.master.options());
     for (const auto& s : g.slots) {
       auto it = named.find(s.name);
       if (it == named.end()) throw std::runtime_error(cat("checkpoint has no ", which, " for '", s.name, "'"));
-      flat.narrow(0, s.offset, s.numel).copy_(it->second.reshape({-1}));
+      if (it->second.numel() != s.numel)
+        throw std::runtime_error(cat("checkpoint ", which, " for '", s.name, "' has ", it->second.numel(),
+                                     " elements, this rank's parameter has ", s.numel));
+      full.narrow(0, s.offset, s.numel).copy_(it->second.reshape({-1}));
+    }
+    at::Tensor& dst = state(g, which);
+    if (layout_.zero1) {
+      for (const auto& b : g.buckets) shard_view(dst, b).copy_(owned_view(full, b));
+    } else {
+      dst.copy_(full);
+    }
+    if (which == "master") {
+      if (layout_.zero1) g.params.copy_(full);
+      else if (g.params.data_ptr() != g.master.data_ptr()) g.params.copy_(g.master);
     }
   }
-  if (which == "master") sync_params_from_master();
-}
-
-void FlatAdamW::sync_params_from_master() {
-  for (auto& g : groups_)
-    if (g.params.data_ptr() != g.master.data_ptr()) g.params.copy_(g.master);
 }
 
 }  // namespace yt

@@ -1,14 +1,16 @@
-// The training loop: one step = micro-batches forward/backward (gradients accumulated in flat
-// buffers), global-norm clipping, AdamW; metrics at log points (the only host syncs in the step),
-// evaluation, checkpoints, graceful stop. Everything a step needs stays on the device.
+// The training loop over a DP x TP mesh (one process is a 1 x 1 mesh): steps, metrics at log points
+// (the only host syncs in a step), evaluation, checkpoints, a stop every rank agrees on.
+#include <unistd.h>
+
 #include <chrono>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "yocotron/checkpoint.h"
 #include "yocotron/dataset.h"
@@ -17,8 +19,10 @@
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
 #include "yocotron/log.h"
+#include "yocotron/mesh.h"
 #include "yocotron/metrics.h"
 #include "yocotron/model_factory.h"
+#include "yocotron/mpi_env.h"
 #include "yocotron/optimizer.h"
 #include "yocotron/progress.h"
 #include "yocotron/schedule.h"
@@ -26,6 +30,7 @@
 #include "yocotron/str.h"
 #include "yocotron/train_step.h"
 #include "yocotron/trainer.h"
+#include "yocotron/watchdog.h"
 
 namespace yt {
 namespace fs = std::filesystem;
@@ -34,20 +39,37 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Test hooks (environment): steps whose loss is made NaN, and a step after which the process
-// sends itself SIGTERM. They exercise the real skip and signal paths deterministically.
-std::set<int64_t> nan_steps_from_env() {
-  std::set<int64_t> out;
-  if (const char* s = std::getenv("YOCOTRON_TEST_NAN_AT_STEPS"))
-    for (const auto& part : split(s, ','))
-      if (!part.empty()) out.insert(std::stoll(part));
-  return out;
-}
+// Test hooks (environment), to reach failure paths deterministically:
+//   YOCOTRON_TEST_NAN_AT_STEPS=5,6       those steps' losses become NaN
+//   YOCOTRON_TEST_SIGNAL_AFTER_STEP=5    the process sends itself SIGTERM after step 5
+//   YOCOTRON_TEST_DIE=RANK:STEP          that rank kills itself (SIGKILL) after that step
+//   YOCOTRON_TEST_STALL=RANK:STEP:SECS   that rank sleeps after that step (a stuck peer)
+struct TestHooks {
+  std::set<int64_t> nan_steps;
+  int64_t signal_step = -1;
+  std::vector<int64_t> die, stall;
 
-int64_t signal_step_from_env() {
-  const char* s = std::getenv("YOCOTRON_TEST_SIGNAL_AFTER_STEP");
-  return s ? std::stoll(s) : -1;
-}
+  TestHooks() {
+    if (const char* s = std::getenv("YOCOTRON_TEST_NAN_AT_STEPS"))
+      for (const auto& part : split(s, ','))
+        if (!part.empty()) nan_steps.insert(std::stoll(part));
+    if (const char* s = std::getenv("YOCOTRON_TEST_SIGNAL_AFTER_STEP")) signal_step = std::stoll(s);
+    auto ints = [](const char* env) {
+      std::vector<int64_t> v;
+      if (const char* s = std::getenv(env))
+        for (const auto& part : split(s, ':')) v.push_back(std::stoll(part));
+      return v;
+    };
+    die = ints("YOCOTRON_TEST_DIE");
+    stall = ints("YOCOTRON_TEST_STALL");
+  }
+
+  void after_step(int64_t step, int rank) const {
+    if (step == signal_step) std::raise(SIGTERM);
+    if (die.size() == 2 && die[0] == rank && die[1] == step) std::raise(SIGKILL);
+    if (stall.size() == 3 && stall[0] == rank && stall[1] == step) std::this_thread::sleep_for(std::chrono::seconds(stall[2]));
+  }
+};
 
 class Trainer {
  public:
@@ -57,7 +79,7 @@ class Trainer {
   int run();
 
  private:
-  void setup_device();
+  void setup_device_and_mesh();
   void build_model_and_optimizer();
   void open_data();
   void train_step();
@@ -65,11 +87,13 @@ class Trainer {
   void log_point(bool force);
   void save();
   bool too_many_skipped();
+  bool rank0() const { return mesh_->world_rank == 0; }
 
   Config cfg_;
   std::string run_dir_;
   std::optional<LoadedCheckpoint> resume_;
 
+  std::unique_ptr<Mesh> mesh_;
   at::Device device_{at::kCPU};
   int cuda_index_ = -1;
   at::ScalarType compute_ = at::kFloat;
@@ -89,37 +113,65 @@ class Trainer {
   double last_lr_ = 0;
   Clock::time_point interval_start_, run_start_;
   double interval_tokens_ = 0;
-  std::set<int64_t> nan_steps_ = nan_steps_from_env();
-  int64_t signal_step_ = signal_step_from_env();
+  TestHooks hooks_;
 };
 
-void Trainer::setup_device() {
+void Trainer::setup_device_and_mesh() {
   const std::string& want = cfg_.train.device;
-  bool gpu = want == "cuda" || (want == "auto" && cuda_device_count() > 0);
-  if (want == "cuda" && cuda_device_count() == 0)
-    throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
+  const int local_rank = MpiEnv::get().local_rank();
+  const int gpus = cuda_device_count();
+  bool gpu = want == "cuda" || (want == "auto" && gpus > 0);
+  if (want == "cuda" && gpus == 0) throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
   if (gpu) {
-    cuda_index_ = 0;
+    if (local_rank >= gpus)
+      throw std::runtime_error(cat("local rank ", local_rank, " has no GPU: this node shows ", gpus,
+                                   " (run one process per GPU)"));
+    cuda_index_ = local_rank;
     device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index_));
+    set_current_cuda_device(cuda_index_);
   }
   if (cfg_.train.precision == "bf16") {
     if (!gpu) throw ConfigError({"train.precision=bf16 needs a GPU: CPU runs train in fp32 (set train.precision=fp32)"});
     compute_ = at::kBFloat16;
   }
+  mesh_ = make_mesh(cfg_.parallel.tp, gpu, cuda_index_);
+  if (mesh_->world_size > 1) Watchdog::get().start(cfg_.parallel.timeout_s, mesh_->world_rank);
+  const int64_t per_step = cfg_.train.micro_batch * mesh_->dp;
+  if (cfg_.train.global_batch % per_step != 0)
+    throw ConfigError({cat("train.global_batch=", cfg_.train.global_batch, " is not a multiple of train.micro_batch x ",
+                           "data-parallel size = ", cfg_.train.micro_batch, " x ", mesh_->dp, " (", mesh_->world_size,
+                           " processes / parallel.tp=", mesh_->tp, ")")});
 }
 
 void Trainer::build_model_and_optimizer() {
   Config build_cfg = cfg_;
   if (resume_) build_cfg.model.init_from.clear();  // the checkpoint's weights replace any initial ones
-  model_ = build_decoder(build_cfg);
+  model_ = build_decoder(build_cfg, TpContext{mesh_->tp_rank, mesh_->tp, mesh_->tp_group.get()});
   model_->to(device_);
-  opt_ = std::make_unique<FlatAdamW>(model_, cfg_.train, compute_);
-  stepper_ = std::make_unique<TrainStep>(model_, *opt_, cfg_.train, device_);
+  OptimizerLayout layout;
+  layout.dp_rank = mesh_->dp_rank;
+  layout.dp_size = mesh_->dp;
+  layout.dp = mesh_->dp_group.get();
+  layout.zero1 = cfg_.parallel.zero1 && mesh_->dp > 1;
+  layout.bucket_mb = cfg_.parallel.bucket_mb;
+  layout.reduce_in_fp32 = cfg_.parallel.reduce_dtype == "fp32";
+  opt_ = std::make_unique<FlatAdamW>(model_, cfg_.train, compute_, layout);
+  stepper_ = std::make_unique<TrainStep>(model_, *opt_, cfg_.train, device_, mesh_.get(), cfg_.parallel.overlap);
   if (!resume_) return;
+  // The checkpoint holds global tensors; this rank keeps its tensor-parallel slice of each.
+  const auto& specs = model_->shard_specs();
+  auto local = [&](const std::map<std::string, at::Tensor>& global) {
+    std::map<std::string, at::Tensor> out;
+    for (const auto& [name, t] : global) {
+      auto it = specs.find(name);
+      out[name] = it == specs.end() ? t : local_shard(t, it->second, mesh_->tp_rank, mesh_->tp);
+    }
+    return out;
+  };
   const auto& t = resume_->tensors;
-  opt_->load("master", t.model);
-  opt_->load("exp_avg", t.exp_avg);
-  opt_->load("exp_avg_sq", t.exp_avg_sq);
+  opt_->load("master", local(t.model));
+  opt_->load("exp_avg", local(t.exp_avg));
+  opt_->load("exp_avg_sq", local(t.exp_avg_sq));
   opt_->set_adam_steps(resume_->state.adam_steps);
   if (t.rng.count("cpu")) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -129,6 +181,7 @@ void Trainer::build_model_and_optimizer() {
   consumed_ = resume_->state.consumed_samples;
   stepper_->skipped_total.fill_(static_cast<double>(resume_->state.skipped_total));
   last_checkpoint_step_ = step_;
+  resume_->tensors = {};  // free the host copies
 }
 
 void Trainer::open_data() {
@@ -144,7 +197,7 @@ void Trainer::open_data() {
   }
   LoaderOptions lo;
   lo.seq_len = cfg_.data.seq_len;
-  lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, 0, 1};
+  lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp};
   lo.seed = static_cast<uint64_t>(cfg_.train.seed);
   lo.prefetch = cfg_.data.prefetch;
   lo.pin_memory = device_.is_cuda();
@@ -154,7 +207,7 @@ void Trainer::open_data() {
 
 void Trainer::train_step() {
   last_lr_ = lr_at(cfg_.train, step_);
-  stepper_->run([this] { return loader_->next(); }, loader_->accum_steps(), last_lr_, nan_steps_.count(step_ + 1) > 0);
+  stepper_->run([this] { return loader_->next(); }, loader_->accum_steps(), last_lr_, hooks_.nan_steps.count(step_ + 1) > 0);
   ++step_;
   ++steps_in_interval_;
   consumed_ += static_cast<uint64_t>(cfg_.train.global_batch);
@@ -166,10 +219,11 @@ double Trainer::evaluate() {
   const int64_t T = cfg_.data.seq_len;
   at::Tensor total = at::zeros({}, stepper_->loss_sum.options());
   for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
-    at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, 0, 1, i).to(device_);
+    at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp, i).to(device_);
     total += model_->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
   }
-  return total.item<double>() / static_cast<double>(cfg_.train.eval_batches);
+  if (mesh_->dp > 1) mesh_->dp_group->all_reduce(total);
+  return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * mesh_->dp);
 }
 
 bool Trainer::too_many_skipped() {
@@ -179,28 +233,32 @@ bool Trainer::too_many_skipped() {
 void Trainer::log_point(bool force) {
   if (steps_in_interval_ == 0) return;
   if (!force && step_ % cfg_.log.every != 0) return;
+  at::Tensor loss = stepper_->loss_sum.clone();
+  if (mesh_->dp > 1) mesh_->dp_group->all_reduce(loss);  // mean over the data-parallel replicas
   TrainRow r;
   r.step = step_;
   r.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
-  r.loss = stepper_->loss_sum.item<double>() / static_cast<double>(steps_in_interval_);  // the step's only host wait
+  r.loss = loss.item<double>() / static_cast<double>(steps_in_interval_ * mesh_->dp);  // the step's only host wait
   r.lr = last_lr_;
   r.grad_norm = stepper_->last_grad_norm.item<double>();
   r.skipped = static_cast<int64_t>(stepper_->skipped_total.item<double>());
   double secs = std::chrono::duration<double>(Clock::now() - interval_start_).count();
-  r.tokens_per_s = interval_tokens_ / secs;
+  r.tokens_per_s = interval_tokens_ / secs / static_cast<double>(mesh_->world_size);
   if (device_.is_cuda()) r.mfu = mfu(cfg_.model, cfg_.data.seq_len, r.tokens_per_s);
   r.mem_gb = peak_memory_gb(cuda_index_);
   r.elapsed_s = std::chrono::duration<double>(Clock::now() - run_start_).count();
-  metrics_->train(r);
-  double eta = (cfg_.train.steps - step_) * secs / static_cast<double>(steps_in_interval_);
-  std::ostringstream line;
-  line << "step " << step_ << "/" << cfg_.train.steps << " | loss " << format_double(std::round(r.loss * 1e4) / 1e4)
-       << " | lr " << last_lr_ << " | " << format_count(r.tokens_per_s) << " tok/s";
-  if (r.mfu) line << " | MFU " << std::round(*r.mfu * 1000) / 10 << "%";
-  line << " | " << std::round(r.mem_gb * 10) / 10 << " GB | ETA " << format_duration(eta);
-  if (r.skipped > 0) line << " | skipped " << r.skipped;
-  progress_.update(line.str());
-  log::debug(line.str());
+  if (rank0()) {
+    metrics_->train(r);
+    double eta = (cfg_.train.steps - step_) * secs / static_cast<double>(steps_in_interval_);
+    std::ostringstream line;
+    line << "step " << step_ << "/" << cfg_.train.steps << " | loss " << format_double(std::round(r.loss * 1e4) / 1e4)
+         << " | lr " << last_lr_ << " | " << format_count(r.tokens_per_s) << " tok/s" << (mesh_->world_size > 1 ? "/gpu" : "");
+    if (r.mfu) line << " | MFU " << std::round(*r.mfu * 1000) / 10 << "%";
+    line << " | " << std::round(r.mem_gb * 10) / 10 << " GB | ETA " << format_duration(eta);
+    if (r.skipped > 0) line << " | skipped " << r.skipped;
+    progress_.update(line.str());
+    log::debug(line.str());
+  }
   stepper_->loss_sum.zero_();
   steps_in_interval_ = 0;
   interval_tokens_ = 0;
@@ -217,30 +275,40 @@ void Trainer::save() {
   st.skipped_total = static_cast<int64_t>(stepper_->skipped_total.item<double>());
   st.adam_steps = opt_->adam_steps();
   st.config_yaml = to_yaml(cfg_);
-  CheckpointTensors t;
+  CheckpointTensors t;  // collective with ZeRO-1: every rank gathers its TP shard's full state
   t.model = opt_->tensors("master");
   t.exp_avg = opt_->tensors("exp_avg");
   t.exp_avg_sq = opt_->tensors("exp_avg_sq");
   t.rng["cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  CheckpointLayout layout;
+  layout.tp_rank = mesh_->tp_rank;
+  layout.tp = mesh_->tp;
+  layout.writer = mesh_->dp_rank == 0;
+  layout.specs = model_->shard_specs();
   auto t0 = Clock::now();
-  std::string dir = write_checkpoint((fs::path(run_dir_) / "checkpoints").string(), st, t, cfg_.checkpoint.keep_last);
+  std::string dir = write_checkpoint((fs::path(run_dir_) / "checkpoints").string(), st, t, cfg_.checkpoint.keep_last,
+                                     layout, mesh_.get());
   last_checkpoint_step_ = step_;
-  progress_.message(cat("checkpoint ", dir, " (", format_duration(std::chrono::duration<double>(Clock::now() - t0).count()), ")"));
+  if (rank0())
+    progress_.message(cat("checkpoint ", dir, " (", format_duration(std::chrono::duration<double>(Clock::now() - t0).count()), ")"));
   interval_start_ = Clock::now();  // do not count the write as training time
 }
 
 int Trainer::run() {
-  setup_device();
-  fs::create_directories(run_dir_);
-  write_text_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
+  setup_device_and_mesh();
+  if (rank0()) {
+    fs::create_directories(run_dir_);
+    write_text_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
+  }
   build_model_and_optimizer();
   open_data();
-  metrics_ = std::make_unique<MetricsFiles>(run_dir_, step_);
+  if (rank0()) metrics_ = std::make_unique<MetricsFiles>(run_dir_, step_);
   if (resume_) log::info("resumed from ", resume_->dir, " at step ", step_);
   ParamCounts pc = count_parameters(cfg_.model, model_->plan());
   log::info("training ", cfg_.model.arch, " (", format_count(static_cast<double>(pc.total)), " parameters) on ",
-            device_.str(), " in ", cfg_.train.precision, ": ", cfg_.train.steps, " steps of ", tokens_per_step_,
-            " tokens, ", loader_->accum_steps(), " micro-batch(es) per step; run dir ", run_dir_);
+            mesh_->world_size, " process(es) (dp=", mesh_->dp, " x tp=", mesh_->tp, opt_->layout().zero1 ? ", ZeRO-1" : "",
+            ", ", device_.is_cuda() ? "cuda" : "cpu", ") in ", cfg_.train.precision, ": ", cfg_.train.steps,
+            " steps of ", tokens_per_step_, " tokens, ", loader_->accum_steps(), " micro-batch(es) per step; run dir ", run_dir_);
   install_stop_handlers();
   reset_peak_memory(cuda_index_);
   run_start_ = interval_start_ = Clock::now();
@@ -248,7 +316,7 @@ int Trainer::run() {
   const bool cpu = !device_.is_cuda();
   while (step_ < cfg_.train.steps) {
     train_step();
-    if (step_ == signal_step_) std::raise(SIGTERM);
+    hooks_.after_step(step_, mesh_->world_rank);
     // On the CPU a device value costs nothing to read, so check the skip streak every step.
     bool abort_now = (cpu || step_ % cfg_.log.every == 0) && too_many_skipped();
     log_point(abort_now);
@@ -261,11 +329,13 @@ int Trainer::run() {
     }
     if (val_ds_ && step_ % cfg_.train.eval_every == 0) {
       double v = evaluate();
-      metrics_->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, v});
-      progress_.message(cat("eval at step ", step_, ": val_loss ", v, ", perplexity ", std::exp(v)));
+      if (rank0()) {
+        metrics_->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, v});
+        progress_.message(cat("eval at step ", step_, ": val_loss ", v, ", perplexity ", std::exp(v)));
+      }
       interval_start_ = Clock::now();
     }
-    bool stop = stop_requested();
+    bool stop = mesh_->any_rank(stop_requested());
     bool exit_after = cfg_.train.exit_after_steps > 0 && step_ - start_step >= cfg_.train.exit_after_steps;
     if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || stop || exit_after) {
       log_point(true);
@@ -273,7 +343,7 @@ int Trainer::run() {
     }
     if (stop) {
       progress_.finish();
-      log::info("stopped by signal ", stop_signal_number(), " after step ", step_, "; resume with --resume auto");
+      log::info("stopped by a signal after step ", step_, " (signal ", stop_signal_number(), " here); resume with --resume auto");
       return 0;
     }
     if (exit_after) {
@@ -291,32 +361,54 @@ int Trainer::run() {
   return 0;
 }
 
-}  // namespace
+// Rank 0 decides where to resume from and tells the others ("" = fresh); a refusal reaches all.
+std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std::string& run_dir, int world_rank) {
+  std::string decision;
+  if (world_rank == 0) {
+    try {
+      std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
+      if (opts.resume == "none") {
+        auto existing = list_checkpoints(ckpt_root);
+        if (!existing.empty())
+          throw std::runtime_error(cat(ckpt_root, " holds checkpoints (newest ", fs::path(existing.front()).filename().string(),
+                                       "): resume with --resume auto, or train into another --run-dir"));
+        decision = "ok:";
+      } else if (opts.resume == "auto") {
+        std::vector<std::string> skipped;
+        auto dir = newest_valid_checkpoint(ckpt_root, &skipped);
+        for (const auto& s : skipped) log::warn("skipping checkpoint: ", s);
+        if (!dir && !skipped.empty())
+          throw std::runtime_error(cat("no checkpoint in ", ckpt_root, " verifies (see the warnings above)"));
+        decision = "ok:" + dir.value_or("");
+      } else {
+        verify_checkpoint(opts.resume);
+        decision = "ok:" + opts.resume;
+      }
+    } catch (const std::exception& e) {
+      decision = std::string("error:") + e.what();
+    }
+  }
+  int size = MpiEnv::get().size();
+  if (size > 1) {
+    int len = static_cast<int>(decision.size());
+    MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    decision.resize(static_cast<size_t>(len));
+    MPI_Bcast(decision.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  }
+  if (starts_with(decision, "error:")) throw std::runtime_error(decision.substr(6));
+  std::string dir = decision.substr(3);
+  if (dir.empty()) return std::nullopt;
+  return load_checkpoint(dir, /*verify=*/false);  // rank 0 verified it
+}
 
-int run_training(const RunOptions& opts) {
+int train(const RunOptions& opts) {
   Config cfg = load_config(opts.recipe, opts.overrides);
   std::string run_dir = resolve_run_dir(opts, cfg);
-  log::init(0);
+  const int rank = MpiEnv::get().rank();
+  log::init(rank);
   log::set_level(log::parse_level(cfg.log.level));
-  log::add_file((fs::path(run_dir) / "logs" / "rank0.log").string());
-
-  std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
-  std::optional<LoadedCheckpoint> resume;
-  if (opts.resume == "none") {
-    auto existing = list_checkpoints(ckpt_root);
-    if (!existing.empty())
-      throw std::runtime_error(cat(ckpt_root, " holds checkpoints (newest ", fs::path(existing.front()).filename().string(),
-                                   "): resume with --resume auto, or train into another --run-dir"));
-  } else if (opts.resume == "auto") {
-    std::vector<std::string> skipped;
-    auto dir = newest_valid_checkpoint(ckpt_root, &skipped);
-    for (const auto& s : skipped) log::warn("skipping checkpoint: ", s);
-    if (!dir && !skipped.empty())
-      throw std::runtime_error(cat("no checkpoint in ", ckpt_root, " verifies (see the warnings above)"));
-    if (dir) resume = load_checkpoint(*dir);
-  } else {
-    resume = load_checkpoint(opts.resume);
-  }
+  log::add_file((fs::path(run_dir) / "logs" / cat("rank", rank, ".log")).string());
+  std::optional<LoadedCheckpoint> resume = choose_resume(opts, run_dir, rank);
   if (resume) {
     Config saved = config_from_yaml(resume->state.config_yaml, {}, resume->dir + "/config.yaml");
     std::vector<std::string> errors, warnings;
@@ -329,6 +421,25 @@ int run_training(const RunOptions& opts) {
   }
   Trainer t(std::move(cfg), run_dir, std::move(resume));
   return t.run();
+}
+
+}  // namespace
+
+int run_training(const RunOptions& opts) {
+  if (MpiEnv::get().size() == 1) return train(opts);
+  // Several ranks: a failure on one must not leave the others waiting in a collective.
+  try {
+    return train(opts);
+  } catch (const ConfigError& e) {
+    for (const auto& p : e.problems()) log::error(p);
+    log::flush();
+    MPI_Abort(MPI_COMM_WORLD, 2);
+  } catch (const std::exception& e) {
+    log::error(e.what());
+    log::flush();
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return 1;
 }
 
 }  // namespace yt

@@ -1,0 +1,156 @@
+// `mpirun -np N yocotron train` against one process: data parallel, tensor parallel, both, ZeRO-1,
+// resuming on another mesh, and ranks that die or stall. Real processes, real files.
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "catch.hpp"
+#include "dataset_fixture.h"
+#include "helpers.h"
+#include "yocotron/str.h"
+
+using namespace yt;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string mpirun(int np) {
+  return cat("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
+             "OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 '", YT_MPIEXEC, "' -np ", np, " ");
+}
+
+struct Setup {
+  fs::path dir = test::temp_dir("dist");
+  std::string recipe;
+  Setup() {
+    std::vector<uint32_t> toks;
+    uint64_t x = 99;
+    uint32_t t = 0;
+    for (int i = 0; i < 8000; ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      t = (x >> 60) < 12 ? (t * 5 + 3) % 61 : static_cast<uint32_t>((x >> 33) % 61);
+      toks.push_back(t);
+    }
+    std::string train = test::make_dataset(dir / "data", "train", {toks}, 61);
+    // vocab 61 (padded under TP), GQA, a YOCO++ model with its mixing scalars learning.
+    test::write_file(dir / "r.yaml",
+                     "model:\n  arch: yocopp\n  n_layers: 4\n  d_model: 32\n  n_heads: 4\n  n_kv_heads: 2\n  d_ffn: 64\n"
+                     "  vocab_size: 61\n  max_seq_len: 32\n  yocopp:\n    scaling_factor: 4.0\n"
+                     "data:\n  train: " + train + "\n  seq_len: 16\n"
+                     "train:\n  steps: 12\n  micro_batch: 2\n  global_batch: 8\n  lr: 0.01\n  min_lr: 0.001\n  warmup_steps: 2\n"
+                     "parallel:\n  bucket_mb: 0.004\n  timeout_s: 60\n"  // several buckets even for this tiny model
+                     "checkpoint:\n  every: 100\nlog:\n  every: 1\n");
+    recipe = (dir / "r.yaml").string();
+  }
+  test::ProcResult train(int np, const std::string& run, const std::string& args = "", const std::string& env = "") const {
+    std::string launcher = np > 0 ? mpirun(np) : "";
+    return test::run_shell(env + " " + launcher + "'" + test::yocotron_bin() + "' train --config " + recipe +
+                           " --run-dir " + (dir / run).string() + " " + args);
+  }
+  std::vector<double> losses(const std::string& run) const {
+    std::vector<double> out;
+    std::istringstream in(test::read_file(dir / run / "metrics.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      auto j = json::parse(line);
+      if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+    }
+    return out;
+  }
+};
+
+void same_curve(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-5) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("step " << i + 1 << ": " << got[i] << " vs " << want[i]);
+    CHECK(std::abs(got[i] - want[i]) <= tol * std::abs(want[i]));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("data parallel: DP=2 and DP=4 give the one-process curve", "[dist]") {
+  Setup s;
+  REQUIRE(s.train(0, "one").exit_code == 0);
+  auto one = s.losses("one");
+  REQUIRE(one.size() == 12);
+  CHECK(one.back() < one.front());
+  for (int np : {2, 4}) {
+    auto r = s.train(np, cat("dp", np));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.err, ContainsSubstring(cat("dp=", np, " x tp=1")));
+    same_curve(s.losses(cat("dp", np)), one);
+  }
+  auto no_overlap = s.train(2, "dp2-sync", "--set parallel.overlap=false");
+  REQUIRE(no_overlap.exit_code == 0);
+  same_curve(s.losses("dp2-sync"), one);
+}
+
+TEST_CASE("tensor and data parallel: TP=2, DP=2 x TP=2, ZeRO-1", "[dist]") {
+  Setup s;
+  REQUIRE(s.train(0, "one").exit_code == 0);
+  auto one = s.losses("one");
+  auto tp2 = s.train(2, "tp2", "--set parallel.tp=2");
+  INFO(tp2.err);
+  REQUIRE(tp2.exit_code == 0);
+  same_curve(s.losses("tp2"), one);
+  auto mesh = s.train(4, "dp2tp2", "--set parallel.tp=2");
+  INFO(mesh.err);
+  REQUIRE(mesh.exit_code == 0);
+  CHECK_THAT(mesh.err, ContainsSubstring("dp=2 x tp=2"));
+  same_curve(s.losses("dp2tp2"), one);
+  auto zero = s.train(2, "zero", "--set parallel.zero1=true");
+  INFO(zero.err);
+  REQUIRE(zero.exit_code == 0);
+  CHECK_THAT(zero.err, ContainsSubstring("ZeRO-1"));
+  auto plain = s.train(2, "plain");
+  REQUIRE(plain.exit_code == 0);
+  same_curve(s.losses("zero"), s.losses("plain"));
+  auto zero_mesh = s.train(4, "zero-dp2tp2", "--set parallel.tp=2 --set parallel.zero1=true");
+  REQUIRE(zero_mesh.exit_code == 0);
+  same_curve(s.losses("zero-dp2tp2"), one);
+}
+
+TEST_CASE("a checkpoint from DP=2 x TP=2 (ZeRO-1) resumes at 1 x 1 and at DP=4 on the same curve", "[dist]") {
+  Setup s;
+  REQUIRE(s.train(0, "one").exit_code == 0);
+  auto one = s.losses("one");
+  for (int np : {0, 4}) {
+    std::string run = cat("mesh-", np);
+    auto first = s.train(4, run, "--set parallel.tp=2 --set parallel.zero1=true --set train.exit_after_steps=6");
+    INFO(first.err);
+    REQUIRE(first.exit_code == 0);
+    CHECK(fs::exists(s.dir / run / "checkpoints" / "step_00000006" / "model-tp01-of-02.safetensors"));
+    auto second = s.train(np, run, "");
+    INFO(second.err);
+    REQUIRE(second.exit_code == 0);
+    CHECK_THAT(second.err, ContainsSubstring("resumed from"));
+    same_curve(s.losses(run), one);
+  }
+}
+
+TEST_CASE("a rank that dies or stalls ends every rank with a message naming it", "[dist]") {
+  Setup s;
+  auto died = s.train(2, "died", "--set train.steps=50", "YOCOTRON_TEST_DIE=1:3");
+  CHECK(died.exit_code != 0);
+  CHECK_THAT(died.out + died.err, ContainsSubstring("rank 1"));
+  auto stuck = s.train(2, "stuck", "--set train.steps=50 --set parallel.timeout_s=3", "YOCOTRON_TEST_STALL=1:3:120");
+  CHECK(stuck.exit_code != 0);
+  CHECK_THAT(stuck.err, ContainsSubstring("rank 0: collective"));
+  CHECK_THAT(stuck.err, ContainsSubstring("has not finished after"));
+}
+
+TEST_CASE("mesh errors: TP not dividing the heads or the world, a batch that does not split", "[dist]") {
+  Setup s;
+  auto heads = s.train(0, "e1", "--set parallel.tp=3");
+  CHECK(heads.exit_code == 2);
+  CHECK_THAT(heads.err, ContainsSubstring("parallel.tp=3 does not divide model.n_heads=4"));
+  auto world = s.train(3, "e2", "--set parallel.tp=2");
+  CHECK(world.exit_code != 0);
+  CHECK_THAT(world.out + world.err, ContainsSubstring("parallel.tp=2 does not divide the number of processes (3)"));
+  auto batch = s.train(4, "e3", "--set train.global_batch=4 --set train.micro_batch=2");
+  CHECK(batch.exit_code != 0);
+  CHECK_THAT(batch.out + batch.err, ContainsSubstring("train.global_batch=4 is not a multiple of train.micro_batch x data-parallel size = 2 x 4"));
+}
