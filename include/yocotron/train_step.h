@@ -17,6 +17,9 @@
 
 namespace yt {
 
+// The optimizer layout (ZeRO-1, buckets, reduction dtype) a recipe implies on a mesh.
+OptimizerLayout optimizer_layout(const Config& cfg, const Mesh& mesh);
+
 class TrainStep {
  public:
   // `mesh` null: one process.

@@ -1,6 +1,7 @@
 // `yocotron bench`: prints measured figures as one JSON line.
 //   --part train (default): real training steps (forward, backward, clipping, AdamW) of the recipe's
 //     model on random tokens, at its micro/global batch and precision, on the GPU when there is one.
+//     Under mpirun it runs on the DP x TP mesh (parallel.tp), exactly as `yocotron train` steps.
 //   --part loader: how fast the training loader produces the recipe's micro-batches.
 #include <chrono>
 #include <iostream>
@@ -12,8 +13,11 @@
 #include "yocotron/device.h"
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
+#include "yocotron/mesh.h"
 #include "yocotron/model_factory.h"
+#include "yocotron/mpi_env.h"
 #include "yocotron/schedule.h"
+#include "yocotron/str.h"
 #include "yocotron/train_step.h"
 
 namespace yt::cli {
@@ -61,30 +65,42 @@ nlohmann::json bench_loader(const Config& cfg, int64_t steps) {
 
 nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup) {
   const bool gpu = cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda_device_count() > 0);
-  at::Device device = gpu ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  const int cuda = gpu ? MpiEnv::get().local_rank() : -1;
+  at::Device device = gpu ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
+  set_current_cuda_device(cuda);
   at::ScalarType compute = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
-  Decoder model = build_decoder(cfg);
+  auto mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
+  if (cfg.train.global_batch % (cfg.train.micro_batch * mesh->dp) != 0)
+    throw ConfigError({cat("train.global_batch=", cfg.train.global_batch, " is not a multiple of train.micro_batch x ",
+                           "data-parallel size = ", cfg.train.micro_batch, " x ", mesh->dp)});
+  Decoder model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
   model->to(device);
-  FlatAdamW opt(model, cfg.train, compute);
-  TrainStep step(model, opt, cfg.train, device);
-  const int64_t accum = cfg.train.global_batch / cfg.train.micro_batch;
-  auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.train.seed));
+  FlatAdamW opt(model, cfg.train, compute, optimizer_layout(cfg, *mesh));
+  TrainStep step(model, opt, cfg.train, device, mesh.get(), cfg.parallel.overlap);
+  const int64_t accum = cfg.train.global_batch / (cfg.train.micro_batch * mesh->dp);
+  auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.train.seed + mesh->dp_rank));
   at::Tensor batch = at::randint(0, cfg.model.vocab_size, {cfg.train.micro_batch, cfg.data.seq_len + 1}, gen, at::kLong);
   if (gpu) batch = batch.pin_memory();
   auto next = [&] { return batch; };
-  const int cuda = gpu ? 0 : -1;
   for (int64_t i = 0; i < warmup; ++i) step.run(next, accum, lr_at(cfg.train, i));
   synchronize(cuda);
+  mesh->barrier();
   reset_peak_memory(cuda);
   auto t0 = Clock::now();
   for (int64_t i = 0; i < steps; ++i) step.run(next, accum, lr_at(cfg.train, warmup + i));
   double loss = step.loss_sum.item<double>() / static_cast<double>(warmup + steps);  // also waits for the GPU
+  mesh->barrier();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   double tokens = static_cast<double>(steps * cfg.train.global_batch * cfg.data.seq_len);
-  double tps = tokens / secs;
+  double tps = tokens / secs / static_cast<double>(mesh->world_size);
   nlohmann::json j = {{"part", "train"},
                       {"arch", cfg.model.arch},
                       {"device", device_name(cuda)},
+                      {"processes", mesh->world_size},
+                      {"dp", mesh->dp},
+                      {"tp", mesh->tp},
+                      {"zero1", opt.layout().zero1},
+                      {"overlap", cfg.parallel.overlap},
                       {"precision", compute == at::kBFloat16 ? "bf16" : "fp32"},
                       {"attention", cfg.model.attention},
                       {"params", count_parameters(cfg.model, model->plan()).total},
@@ -93,14 +109,16 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup) {
                       {"seq_len", cfg.data.seq_len},
                       {"steps", steps},
                       {"warmup_steps", warmup},
+                      {"tokens_per_s", tokens / secs},
                       {"tokens_per_s_per_gpu", tps},
                       {"step_ms", secs * 1000.0 / static_cast<double>(steps)},
                       {"flops_per_token", flops_per_token(cfg.model, cfg.data.seq_len)},
-                      {"mfu_formula", "tokens/s * (6*N + 12*L*d*T) / peak, N = params without the input embedding"},
+                      {"mfu_formula", "tokens/s/GPU * (6*N + 12*L*d*T) / peak, N = params without the input embedding"},
                       {"peak_tflops", peak_flops() / 1e12},
                       {"peak_mem_gb", peak_memory_gb(cuda)},
                       {"mean_loss", loss}};
   j["mfu"] = gpu ? nlohmann::json(mfu(cfg.model, cfg.data.seq_len, tps)) : nlohmann::json(nullptr);
+  j["rank"] = mesh->world_rank;
   return j;
 }
 
@@ -118,7 +136,8 @@ int run_bench(const Args& args) {
   Config cfg = load_config(p.get("--config"), p.all("--set"));
   std::string part = p.get("--part", "train");
   if (part == "train") {
-    std::cout << bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3)).dump() << "\n";
+    auto j = bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3));
+    if (j["rank"] == 0) std::cout << j.dump() << "\n";
     return 0;
   }
   if (part == "loader") {

@@ -4,6 +4,17 @@
 
 namespace yt {
 
+OptimizerLayout optimizer_layout(const Config& cfg, const Mesh& mesh) {
+  OptimizerLayout layout;
+  layout.dp_rank = mesh.dp_rank;
+  layout.dp_size = mesh.dp;
+  layout.dp = mesh.dp_group.get();
+  layout.zero1 = cfg.parallel.zero1 && mesh.dp > 1;
+  layout.bucket_mb = cfg.parallel.bucket_mb;
+  layout.reduce_in_fp32 = cfg.parallel.reduce_dtype == "fp32";
+  return layout;
+}
+
 TrainStep::TrainStep(Decoder model, FlatAdamW& opt, const TrainConfig& cfg, at::Device device, const Mesh* mesh,
                      bool overlap)
     : model_(std::move(model)), opt_(opt), cfg_(cfg), device_(device), mesh_(mesh) {

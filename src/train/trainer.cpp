@@ -148,14 +148,7 @@ void Trainer::build_model_and_optimizer() {
   if (resume_) build_cfg.model.init_from.clear();  // the checkpoint's weights replace any initial ones
   model_ = build_decoder(build_cfg, TpContext{mesh_->tp_rank, mesh_->tp, mesh_->tp_group.get()});
   model_->to(device_);
-  OptimizerLayout layout;
-  layout.dp_rank = mesh_->dp_rank;
-  layout.dp_size = mesh_->dp;
-  layout.dp = mesh_->dp_group.get();
-  layout.zero1 = cfg_.parallel.zero1 && mesh_->dp > 1;
-  layout.bucket_mb = cfg_.parallel.bucket_mb;
-  layout.reduce_in_fp32 = cfg_.parallel.reduce_dtype == "fp32";
-  opt_ = std::make_unique<FlatAdamW>(model_, cfg_.train, compute_, layout);
+  opt_ = std::make_unique<FlatAdamW>(model_, cfg_.train, compute_, optimizer_layout(cfg_, *mesh_));
   stepper_ = std::make_unique<TrainStep>(model_, *opt_, cfg_.train, device_, mesh_.get(), cfg_.parallel.overlap);
   if (!resume_) return;
   // The checkpoint holds global tensors; this rank keeps its tensor-parallel slice of each.
