@@ -22,6 +22,8 @@ class Watchdog {
   // Polled with the in-flight checks; a non-empty result is a fatal asynchronous error.
   void add_error_check(std::function<std::string()> check);
   void set_timeout(double timeout_s);
+  // Stops watching and joins the thread (before CUDA, NCCL and MPI are torn down at exit).
+  void stop();
 
  private:
   Watchdog() = default;

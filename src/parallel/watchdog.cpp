@@ -22,6 +22,7 @@ struct Watchdog::Impl {
   double timeout_s = 300;
   int rank = 0;
   bool started = false;
+  bool stopping = false;
   uint64_t next_id = 1;
   struct Entry {
     std::string what;
@@ -40,8 +41,8 @@ Watchdog& Watchdog::get() {
 }
 
 Watchdog::Impl* Watchdog::impl() {
-  static Impl i;
-  return &i;
+  static Impl* i = new Impl;  // never destroyed: the thread may outlive static destruction
+  return i;
 }
 
 void Watchdog::start(double timeout_s, int world_rank) {
@@ -51,8 +52,23 @@ void Watchdog::start(double timeout_s, int world_rank) {
   s->rank = world_rank;
   if (s->started) return;
   s->started = true;
+  s->stopping = false;
   s->thread = std::thread([this] { loop(); });
-  s->thread.detach();  // lives as long as the process; it only reads shared state under the lock
+}
+
+void Watchdog::stop() {
+  Impl* s = impl();
+  {
+    std::lock_guard<std::mutex> g(s->mu);
+    if (!s->started) return;
+    s->stopping = true;
+  }
+  if (s->thread.joinable()) s->thread.join();
+  std::lock_guard<std::mutex> g(s->mu);
+  s->started = false;
+  s->in_flight.clear();
+  s->error_checks.clear();
+  s->abort_hooks.clear();
 }
 
 void Watchdog::set_timeout(double timeout_s) {
@@ -99,6 +115,7 @@ void Watchdog::loop() {
     std::string failure;
     {
       std::lock_guard<std::mutex> g(s->mu);
+      if (s->stopping) return;
       for (auto& check : s->error_checks) {
         std::string e = check();
         if (!e.empty()) {

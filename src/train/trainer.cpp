@@ -422,7 +422,9 @@ int run_training(const RunOptions& opts) {
   if (MpiEnv::get().size() == 1) return train(opts);
   // Several ranks: a failure on one must not leave the others waiting in a collective.
   try {
-    return train(opts);
+    int rc = train(opts);
+    Watchdog::get().stop();
+    return rc;
   } catch (const ConfigError& e) {
     for (const auto& p : e.problems()) log::error(p);
     log::flush();
