@@ -9,6 +9,8 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev catch2
   libsentencepiece-dev libzstd-dev zstd
+  curl ca-certificates
+  chromium fonts-dejavu-core
 )
 
 missing=()

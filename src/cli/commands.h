@@ -23,5 +23,6 @@ int run_export_hf(const Args& args);
 int run_tokenize(const Args& args);
 int run_bench(const Args& args);
 int run_train(const Args& args);
+int run_compare(const Args& args);
 
 }  // namespace yt::cli

@@ -14,6 +14,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> all = {
       {"config", "print the fully resolved recipe as YAML", run_config},
       {"train", "train a recipe (resumable; mpirun for several processes)", run_train},
+      {"compare", "plot runs' loss curves on one chart and tabulate them", run_compare},
       {"tokenize", "tokenize a corpus into checksummed token shards", run_tokenize},
       {"inspect", "show a recipe's KV plan and sizes, or verify a shard or dataset", run_inspect},
       {"bench", "measure throughput (one JSON line of figures)", run_bench},

@@ -28,6 +28,7 @@
 #include "yocotron/schedule.h"
 #include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
+#include "yocotron/tensorboard.h"
 #include "yocotron/train_step.h"
 #include "yocotron/trainer.h"
 #include "yocotron/watchdog.h"
@@ -102,7 +103,7 @@ class Trainer {
   std::unique_ptr<TrainStep> stepper_;
   std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
   std::unique_ptr<TrainLoader> loader_;
-  std::unique_ptr<MetricsFiles> metrics_;
+  std::vector<std::unique_ptr<MetricsSink>> metrics_;  // rank 0 only: files, TensorBoard
   ProgressLine progress_;
 
   int64_t step_ = 0;  // optimizer steps completed
@@ -241,7 +242,7 @@ void Trainer::log_point(bool force) {
   r.mem_gb = peak_memory_gb(cuda_index_);
   r.elapsed_s = std::chrono::duration<double>(Clock::now() - run_start_).count();
   if (rank0()) {
-    metrics_->train(r);
+    for (auto& m : metrics_) m->train(r);
     double eta = (cfg_.train.steps - step_) * secs / static_cast<double>(steps_in_interval_);
     std::ostringstream line;
     line << "step " << step_ << "/" << cfg_.train.steps << " | loss " << format_double(std::round(r.loss * 1e4) / 1e4)
@@ -295,7 +296,10 @@ int Trainer::run() {
   }
   build_model_and_optimizer();
   open_data();
-  if (rank0()) metrics_ = std::make_unique<MetricsFiles>(run_dir_, step_);
+  if (rank0()) {
+    metrics_.push_back(std::make_unique<MetricsFiles>(run_dir_, step_));
+    if (cfg_.log.tensorboard) metrics_.push_back(std::make_unique<TensorBoardWriter>(run_dir_, step_));
+  }
   if (resume_) log::info("resumed from ", resume_->dir, " at step ", step_);
   ParamCounts pc = count_parameters(cfg_.model, model_->plan());
   log::info("training ", cfg_.model.arch, " (", format_count(static_cast<double>(pc.total)), " parameters) on ",
@@ -323,7 +327,7 @@ int Trainer::run() {
     if (val_ds_ && step_ % cfg_.train.eval_every == 0) {
       double v = evaluate();
       if (rank0()) {
-        metrics_->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, v});
+        for (auto& m : metrics_) m->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, v});
         progress_.message(cat("eval at step ", step_, ": val_loss ", v, ", perplexity ", std::exp(v)));
       }
       interval_start_ = Clock::now();

@@ -1,0 +1,43 @@
+#include <iostream>
+
+#include "commands.h"
+#include "yocotron/cli_args.h"
+#include "yocotron/compare.h"
+#include "yocotron/log.h"
+
+namespace yt::cli {
+
+int run_compare(const Args& args) {
+  ArgParser p("compare", "Draw several runs' loss curves on one chart and tabulate which is better, at what KV-cache\n"
+                         "cost. Reads RUN/metrics.jsonl and RUN/config.yaml (runs still in progress are fine).\n"
+                         "Writes DIR/loss.svg, DIR/val_loss.svg (when runs evaluated), DIR/report.md, DIR/report.csv.");
+  p.positional("RUN_DIR", "run directories (two or more to compare)", true, true)
+      .option("--out", "DIR", "output directory (default: compare)")
+      .option("--x", "tokens|step", "x axis (default tokens)")
+      .option("--smooth", "N", "EMA smoothing of training curves with span N (default: none)")
+      .option("--metric", "loss|val_loss", "the curve loss.svg shows (default loss)")
+      .option("--baseline", "NAME", "run the deltas are measured against (default: the first)")
+      .flag("--log-x", "logarithmic x axis");
+  if (!p.parse(args)) return 0;
+  CompareOptions o;
+  o.out_dir = p.get("--out", "compare");
+  o.x = p.get("--x", "tokens");
+  if (o.x != "tokens" && o.x != "step") throw UsageError("--x must be tokens or step, found '" + o.x + "'");
+  o.metric = p.get("--metric", "loss");
+  if (o.metric != "loss" && o.metric != "val_loss") throw UsageError("--metric must be loss or val_loss, found '" + o.metric + "'");
+  try {
+    o.smooth = std::stoi(p.get("--smooth", "0"));
+  } catch (const std::exception&) {
+    throw UsageError("--smooth expects an integer, found '" + p.get("--smooth") + "'");
+  }
+  o.baseline = p.get("--baseline");
+  o.log_x = p.has("--log-x");
+  log::init(0);
+  CompareOutput out = compare_runs(p.positionals(), o);
+  for (const auto& w : out.warnings) log::warn(w);
+  std::cout << out.report_md << "\n";
+  for (const auto& f : out.files) std::cout << "wrote " << f << "\n";
+  return 0;
+}
+
+}  // namespace yt::cli

@@ -1,0 +1,203 @@
+#include "yocotron/compare.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "yocotron/fileio.h"
+#include "yocotron/kv_plan.h"
+#include "yocotron/str.h"
+#include "yocotron/svg_chart.h"
+
+namespace yt {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string dataset_fingerprint(const std::string& split_dir) {
+  fs::path manifest = fs::path(split_dir).parent_path() / "manifest.json";
+  try {
+    return json::parse(read_text_file(manifest.string())).at("tokenizer").at("fingerprint").get<std::string>();
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::string fixed(double v, int digits) {
+  if (!std::isfinite(v)) return "–";
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+std::string signed_fixed(double v, int digits) {
+  if (!std::isfinite(v)) return "–";
+  return (v >= 0 ? "+" : "") + fixed(v, digits);
+}
+
+}  // namespace
+
+RunRecord read_run(const std::string& dir) {
+  RunRecord r;
+  r.dir = dir;
+  r.name = fs::path(dir).filename().empty() ? fs::path(dir).parent_path().filename().string() : fs::path(dir).filename().string();
+  if (!fs::is_directory(dir)) throw std::runtime_error(cat(dir, ": no such run directory"));
+  fs::path metrics = fs::path(dir) / "metrics.jsonl", config = fs::path(dir) / "config.yaml";
+  if (!fs::exists(metrics))
+    throw std::runtime_error(cat(metrics.string(), ": missing (not a yocotron run directory, or it has not logged yet)"));
+  if (!fs::exists(config)) throw std::runtime_error(cat(config.string(), ": missing (not a yocotron run directory)"));
+  r.cfg = config_from_yaml(read_text_file(config.string()), {}, config.string());
+  std::istringstream in(read_text_file(metrics.string()));
+  std::vector<double> speeds;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception&) {
+      continue;  // the torn last line of a run being written
+    }
+    CurvePoint p{j.value("step", int64_t{0}), j.value("tokens", int64_t{0}), NAN};
+    if (j.contains("val_loss")) {
+      p.value = j["val_loss"].is_number() ? j["val_loss"].get<double>() : NAN;
+      r.eval.push_back(p);
+    } else if (j.contains("loss")) {
+      p.value = j["loss"].is_number() ? j["loss"].get<double>() : NAN;
+      r.train.push_back(p);
+      if (j["tokens_per_s"].is_number()) speeds.push_back(j["tokens_per_s"].get<double>());
+    }
+  }
+  if (r.train.empty() && r.eval.empty()) throw std::runtime_error(cat(metrics.string(), ": no metrics yet"));
+  r.tokens_per_s = median(speeds);
+  std::string fp = dataset_fingerprint(r.cfg.data.train);
+  r.data_id = r.cfg.data.train + (fp.empty() ? "" : " (tokenizer " + fp + ")");
+  return r;
+}
+
+std::vector<double> ema(const std::vector<double>& v, int span) {
+  if (span <= 1) return v;
+  const double a = 2.0 / (span + 1.0);
+  std::vector<double> out(v.size());
+  double acc = NAN;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (std::isfinite(v[i])) acc = std::isfinite(acc) ? a * v[i] + (1 - a) * acc : v[i];
+    out[i] = acc;
+  }
+  return out;
+}
+
+CompareOutput compare_runs(const std::vector<std::string>& run_dirs, const CompareOptions& o) {
+  if (run_dirs.empty()) throw std::runtime_error("compare: give at least one run directory");
+  if (o.x != "tokens" && o.x != "step") throw std::invalid_argument("--x must be tokens or step");
+  if (o.metric != "loss" && o.metric != "val_loss") throw std::invalid_argument("--metric must be loss or val_loss");
+  std::vector<RunRecord> runs;
+  for (const auto& d : run_dirs) runs.push_back(read_run(d));
+  // Names must be unique (they label curves): add the parent directory when two runs share one.
+  std::map<std::string, int> seen;
+  for (auto& r : runs) seen[r.name]++;
+  for (auto& r : runs)
+    if (seen[r.name] > 1) r.name = fs::path(r.dir).parent_path().filename().string() + "/" + r.name;
+
+  CompareOutput out;
+  for (size_t i = 1; i < runs.size(); ++i) {
+    if (runs[i].data_id != runs[0].data_id)
+      out.warnings.push_back(cat("runs ", runs[0].name, " and ", runs[i].name, " were trained on different data (",
+                                 runs[0].data_id, " vs ", runs[i].data_id, "): their curves are not comparable"));
+    if (runs[i].cfg.data.seq_len != runs[0].cfg.data.seq_len)
+      out.warnings.push_back(cat("runs ", runs[0].name, " and ", runs[i].name, " use different sequence lengths (",
+                                 runs[0].cfg.data.seq_len, " vs ", runs[i].cfg.data.seq_len, ")"));
+  }
+  size_t base = 0;
+  if (!o.baseline.empty()) {
+    auto it = std::find_if(runs.begin(), runs.end(), [&](const RunRecord& r) { return r.name == o.baseline; });
+    if (it == runs.end()) throw std::runtime_error(cat("compare: --baseline ", o.baseline, " is not one of the runs"));
+    base = static_cast<size_t>(it - runs.begin());
+  }
+
+  auto xval = [&](const CurvePoint& p) { return o.x == "tokens" ? static_cast<double>(p.tokens) : static_cast<double>(p.step); };
+  auto label = [](const RunRecord& r) { return r.name == r.cfg.model.arch ? r.name : r.name + " (" + r.cfg.model.arch + ")"; };
+  fs::create_directories(o.out_dir);
+  const std::string x_label = o.x == "tokens" ? "training tokens" : "step";
+
+  std::vector<ChartSeries> train_series, eval_series;
+  std::vector<double> final_loss(runs.size(), NAN), best_val(runs.size(), NAN);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    ChartSeries s{label(runs[i]), {}, {}, false};
+    std::vector<double> ys;
+    for (const auto& p : runs[i].train) s.x.push_back(xval(p)), ys.push_back(p.value);
+    s.y = ema(ys, o.smooth);
+    if (!s.y.empty()) final_loss[i] = s.y.back();
+    train_series.push_back(s);
+    ChartSeries e{label(runs[i]), {}, {}, true};
+    for (const auto& p : runs[i].eval) {
+      e.x.push_back(xval(p));
+      e.y.push_back(p.value);
+      if (std::isfinite(p.value) && !(p.value >= best_val[i])) best_val[i] = p.value;
+    }
+    eval_series.push_back(e);
+  }
+  const bool have_eval = std::any_of(eval_series.begin(), eval_series.end(), [](const ChartSeries& s) { return !s.x.empty(); });
+  if (o.metric == "val_loss" && !have_eval) throw std::runtime_error("compare: --metric val_loss, but no run has evaluation lines");
+
+  ChartOptions train_opts;
+  train_opts.title = o.metric == "loss" ? "Training loss" + (o.smooth > 1 ? cat(" (EMA ", o.smooth, ")") : std::string())
+                                        : "Validation loss";
+  train_opts.x_label = x_label;
+  train_opts.y_label = o.metric == "loss" ? "loss (nats/token)" : "validation loss (nats/token)";
+  train_opts.log_x = o.log_x;
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::string p = (fs::path(o.out_dir) / name).string();
+    write_text_file_atomic(p, text);
+    out.files.push_back(p);
+  };
+  write("loss.svg", line_chart_svg(o.metric == "loss" ? train_series : eval_series, train_opts));
+  if (have_eval) {
+    ChartOptions ev = train_opts;
+    ev.title = "Validation loss";
+    ev.y_label = "validation loss (nats/token)";
+    write("val_loss.svg", line_chart_svg(eval_series, ev));
+  }
+
+  // The table.
+  std::ostringstream md, csv;
+  md << "| run | arch | params | KV cache B/token (bf16) | tokens seen | final train loss" << (o.smooth > 1 ? cat(" (EMA ", o.smooth, ")") : "")
+     << " | Δ train vs " << runs[base].name << " | best val loss | Δ val vs " << runs[base].name << " | tokens/s/GPU |\n"
+     << "|---|---|---|---|---|---|---|---|---|---|\n";
+  csv << "run,arch,params,kv_cache_bytes_per_token,tokens,final_train_loss,delta_train,best_val_loss,delta_val,tokens_per_s\n";
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& r = runs[i];
+    KvPlan plan = make_kv_plan(r.cfg.model);
+    int64_t params = count_parameters(r.cfg.model, plan).total;
+    int64_t kv = plan.kv_cache_bytes_per_token(r.cfg.model.head_dim(), 2);
+    int64_t tokens = std::max(r.train.empty() ? 0 : r.train.back().tokens, r.eval.empty() ? 0 : r.eval.back().tokens);
+    double dt = final_loss[i] - final_loss[base], dv = best_val[i] - best_val[base];
+    md << "| " << r.name << " | " << r.cfg.model.arch << " | " << params << " | " << kv << " | " << tokens << " | "
+       << fixed(final_loss[i], 4) << " | " << (i == base ? "–" : signed_fixed(dt, 4)) << " | " << fixed(best_val[i], 4)
+       << " | " << (i == base ? "–" : signed_fixed(dv, 4)) << " | " << fixed(r.tokens_per_s, 0) << " |\n";
+    csv << r.name << "," << r.cfg.model.arch << "," << params << "," << kv << "," << tokens << "," << format_double(final_loss[i])
+        << "," << format_double(dt) << "," << format_double(best_val[i]) << "," << format_double(dv) << ","
+        << format_double(r.tokens_per_s) << "\n";
+  }
+  std::ostringstream report;
+  report << "# Comparison\n\n![" << train_opts.title << "](loss.svg)\n\n" << (have_eval ? "![Validation loss](val_loss.svg)\n\n" : "")
+         << md.str() << "\nLower is better. Final train loss: the last logged value" << (o.smooth > 1 ? " after EMA smoothing" : "")
+         << "; best val loss: the lowest evaluation. KV cache: bytes per token of a bf16 decode cache.\n";
+  for (const auto& w : out.warnings) report << "\n**Warning:** " << w << "\n";
+  out.report_md = report.str();
+  write("report.md", out.report_md);
+  write("report.csv", csv.str());
+  return out;
+}
+
+}  // namespace yt

@@ -1,0 +1,173 @@
+#include "yocotron/tensorboard.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include "yocotron/fileio.h"
+#include "yocotron/str.h"
+
+namespace yt {
+namespace fs = std::filesystem;
+
+namespace {
+
+uint32_t masked_crc(const std::string& s) {
+  uint32_t c = crc32c(s.data(), s.size());
+  return ((c >> 15) | (c << 17)) + 0xa282ead8u;
+}
+
+void varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out += static_cast<char>((v & 0x7F) | 0x80);
+    v >>= 7;
+  }
+  out += static_cast<char>(v);
+}
+
+void length_delimited(std::string& out, int field, const std::string& bytes) {
+  varint(out, static_cast<uint64_t>(field) << 3 | 2);
+  varint(out, bytes.size());
+  out += bytes;
+}
+
+template <class T>
+void fixed(std::string& out, int field, int wire, T v) {
+  varint(out, static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire));
+  char buf[sizeof(T)];
+  std::memcpy(buf, &v, sizeof(T));
+  out.append(buf, sizeof(T));
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::string tb_file_version_event(double wall_time) {
+  std::string e;
+  fixed(e, 1, 1, wall_time);                     // Event.wall_time (double)
+  length_delimited(e, 3, "brain.Event:2");       // Event.file_version
+  return e;
+}
+
+std::string tb_scalar_event(double wall_time, int64_t step, const std::vector<std::pair<std::string, float>>& values) {
+  std::string summary;
+  for (const auto& [tag, v] : values) {
+    std::string value;
+    length_delimited(value, 1, tag);  // Summary.Value.tag
+    fixed(value, 2, 5, v);            // Summary.Value.simple_value (float)
+    length_delimited(summary, 1, value);
+  }
+  std::string e;
+  fixed(e, 1, 1, wall_time);
+  varint(e, 2 << 3 | 0);  // Event.step
+  varint(e, static_cast<uint64_t>(step));
+  length_delimited(e, 5, summary);  // Event.summary
+  return e;
+}
+
+std::string tfrecord(const std::string& data) {
+  std::string out;
+  uint64_t len = data.size();
+  std::string len_bytes(reinterpret_cast<const char*>(&len), 8);
+  uint32_t c1 = masked_crc(len_bytes), c2 = masked_crc(data);
+  out += len_bytes;
+  out.append(reinterpret_cast<const char*>(&c1), 4);
+  out += data;
+  out.append(reinterpret_cast<const char*>(&c2), 4);
+  return out;
+}
+
+std::vector<std::string> read_tfrecords(const std::string& path) {
+  std::string all = read_text_file(path);
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p < all.size()) {
+    if (p + 12 > all.size()) throw std::runtime_error(cat(path, ": truncated record header at byte ", p));
+    uint64_t len;
+    std::memcpy(&len, all.data() + p, 8);
+    uint32_t c1;
+    std::memcpy(&c1, all.data() + p + 8, 4);
+    if (c1 != masked_crc(all.substr(p, 8))) throw std::runtime_error(cat(path, ": bad length checksum at byte ", p));
+    if (p + 12 + len + 4 > all.size()) throw std::runtime_error(cat(path, ": truncated record at byte ", p));
+    std::string data = all.substr(p + 12, len);
+    uint32_t c2;
+    std::memcpy(&c2, all.data() + p + 12 + len, 4);
+    if (c2 != masked_crc(data)) throw std::runtime_error(cat(path, ": bad data checksum at byte ", p));
+    out.push_back(std::move(data));
+    p += 12 + len + 4;
+  }
+  return out;
+}
+
+int64_t tb_event_step(const std::string& e) {
+  size_t p = 0;
+  auto read_varint = [&]() {
+    uint64_t v = 0;
+    for (int shift = 0; p < e.size(); shift += 7) {
+      auto b = static_cast<unsigned char>(e[p++]);
+      v |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if (!(b & 0x80)) break;
+    }
+    return v;
+  };
+  while (p < e.size()) {
+    uint64_t key = read_varint();
+    int field = static_cast<int>(key >> 3), wire = static_cast<int>(key & 7);
+    if (field == 2 && wire == 0) return static_cast<int64_t>(read_varint());
+    if (wire == 0) read_varint();
+    else if (wire == 1) p += 8;
+    else if (wire == 5) p += 4;
+    else if (wire == 2) p += read_varint();
+    else break;
+  }
+  return -1;
+}
+
+TensorBoardWriter::TensorBoardWriter(const std::string& run_dir, int64_t keep_up_to) {
+  fs::path dir = fs::path(run_dir) / "tb";
+  fs::create_directories(dir);
+  for (const auto& f : fs::directory_iterator(dir)) {  // a resumed run: forget what came after the checkpoint
+    if (f.path().filename().string().rfind("events.out.tfevents.", 0) != 0) continue;
+    std::string kept;
+    bool dropped = false;
+    for (const auto& rec : read_tfrecords(f.path().string())) {
+      if (tb_event_step(rec) > keep_up_to) dropped = true;
+      else kept += tfrecord(rec);
+    }
+    if (dropped) write_text_file_atomic(f.path().string(), kept);
+  }
+  char host[256] = "host";
+  ::gethostname(host, sizeof(host) - 1);
+  std::string name = cat("events.out.tfevents.", static_cast<int64_t>(now_s()), ".", host, ".", ::getpid());
+  out_.open(dir / name, std::ios::binary | std::ios::app);
+  if (!out_) throw std::runtime_error(cat((dir / name).string(), ": cannot create"));
+  out_ << tfrecord(tb_file_version_event(now_s())) << std::flush;
+}
+
+void TensorBoardWriter::scalars(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+  std::vector<std::pair<std::string, float>> v;
+  for (const auto& [k, x] : values)
+    if (std::isfinite(x)) v.emplace_back(k, static_cast<float>(x));
+  if (!v.empty()) out_ << tfrecord(tb_scalar_event(now_s(), step, v)) << std::flush;
+}
+
+void TensorBoardWriter::train(const TrainRow& r) {
+  std::vector<std::pair<std::string, double>> v = {{"train/loss", r.loss},
+                                                   {"train/lr", r.lr},
+                                                   {"train/grad_norm", r.grad_norm},
+                                                   {"train/tokens_per_s", r.tokens_per_s},
+                                                   {"train/tokens", static_cast<double>(r.tokens)}};
+  if (r.mfu) v.emplace_back("train/mfu", *r.mfu);
+  scalars(r.step, v);
+}
+
+void TensorBoardWriter::eval(const EvalRow& r) { scalars(r.step, {{"eval/val_loss", r.val_loss}, {"eval/val_ppl", std::exp(r.val_loss)}}); }
+
+}  // namespace yt
