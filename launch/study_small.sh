@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # The small-scale GPU study of docs/results.md: the ~125M recipes of five architectures on the same
 # data and token budget, two seeds for transformer and yocopp, then `yocotron compare`.
-#   launch/study_small.sh [STEPS]     (env: YOCOTRON=build-gpu/bin/yocotron DATA=data/study VOCAB=8192 OUT=runs/study)
+#   launch/study_small.sh [STEPS]     (env: YOCOTRON=build-gpu/bin/yocotron DATA=data/study VOCAB=8192 RUNS=runs/study)
 set -euo pipefail
 STEPS=${1:-200}
 Y=${YOCOTRON:-build-gpu/bin/yocotron}
 DATA=${DATA:-data/study}
 VOCAB=${VOCAB:-8192}
-OUT=${OUT:-runs/study}
+RUNS=${RUNS:-runs/study}
 COMMON=(--set data.train="$DATA/train" --set data.val="$DATA/val" --set model.vocab_size="$VOCAB"
         --set train.steps="$STEPS" --set train.warmup_steps=$((STEPS / 10)) --set train.eval_every=$((STEPS / 4))
         --set checkpoint.every=0 --set checkpoint.keep_last=1 --set log.every=5)
 run() {  # ARCH SEED
-  "$Y" train --config "recipes/small/$1.yaml" "${COMMON[@]}" --set train.seed="$2" --run-dir "$OUT/$1-s$2" --resume auto \
+  "$Y" train --config "recipes/small/$1.yaml" "${COMMON[@]}" --set train.seed="$2" --run-dir "$RUNS/$1-s$2" --resume auto \
     2>&1 | grep -E "training|finished|error" || true
 }
 for arch in transformer yocopp; do run $arch 1; done
 for arch in yoco fusedkv fusedkv_lite; do run $arch 1; done
 for arch in transformer yocopp; do run $arch 2; done
-"$Y" compare "$OUT"/transformer-s1 "$OUT"/transformer-s2 "$OUT"/yoco-s1 "$OUT"/yocopp-s1 "$OUT"/yocopp-s2 \
-  "$OUT"/fusedkv-s1 "$OUT"/fusedkv_lite-s1 --out "$OUT/compare" --smooth 5 | sed -n '/^| run/,/^$/p'
+"$Y" compare "$RUNS"/transformer-s1 "$RUNS"/transformer-s2 "$RUNS"/yoco-s1 "$RUNS"/yocopp-s1 "$RUNS"/yocopp-s2 \
+  "$RUNS"/fusedkv-s1 "$RUNS"/fusedkv_lite-s1 --out "$RUNS/compare" --smooth 5 | sed -n '/^| run/,/^$/p'

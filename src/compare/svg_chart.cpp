@@ -54,7 +54,11 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
 }
 
 std::string line_chart_svg(const std::vector<ChartSeries>& series, const ChartOptions& o) {
-  const double W = 960, H = 560, left = 78, right = 250, top = 48, bottom = 64;
+  size_t longest = 0;
+  for (const auto& c : series) longest = std::max(longest, c.label.size());
+  // The legend sits right of the plot: make room for its longest label (~7.5 px a character).
+  const double right = std::max(200.0, 70.0 + 7.5 * static_cast<double>(longest));
+  const double W = 710 + right, H = 560, left = 78, top = 48, bottom = 64;
   const double pw = W - left - right, ph = H - top - bottom;
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   for (const auto& s : series)
