@@ -5,7 +5,10 @@
 
 #include "catch.hpp"
 #include "helpers.h"
+#include "dataset_fixture.h"
+#include "yocotron/checkpoint.h"
 #include "yocotron/hf.h"
+#include "yocotron/model_factory.h"
 #include "yocotron/safetensors.h"
 #include "yocotron/str.h"
 
@@ -147,4 +150,32 @@ TEST_CASE("yocotron inspect and export-hf on the command line", "[hf]") {
                                 " --set model.n_layers=2 --out " + (dir / "bad").string());
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.err, ContainsSubstring("model.init_from: model.n_layers=2 but"));
+}
+
+TEST_CASE("export-hf from a checkpoint; model.init_from: checkpoint:RUN", "[hf]") {
+  auto dir = test::temp_dir("hf-ckpt");
+  std::vector<uint32_t> toks;
+  for (int i = 0; i < 2000; ++i) toks.push_back(static_cast<uint32_t>((i * 7 + i / 11) % 40));
+  std::string data = test::make_dataset(dir / "data", "train", {toks}, 40);
+  test::write_file(dir / "r.yaml", "model:\n  arch: yocopp\n  n_layers: 4\n  d_model: 32\n  n_heads: 4\n  n_kv_heads: 2\n"
+                                   "  d_ffn: 48\n  vocab_size: 40\n  max_seq_len: 16\ndata:\n  train: " + data +
+                                   "\n  seq_len: 8\ntrain:\n  steps: 5\n  micro_batch: 4\n  global_batch: 4\n  warmup_steps: 1\n");
+  auto run = dir / "run";
+  REQUIRE(test::run_yocotron("train --config " + (dir / "r.yaml").string() + " --run-dir " + run.string()).exit_code == 0);
+  auto e = test::run_yocotron("export-hf " + run.string() + " --out " + (dir / "hf").string());
+  INFO(e.err);
+  REQUIRE(e.exit_code == 0);
+  CHECK_THAT(e.out, ContainsSubstring("step_00000005"));
+  auto ck = load_checkpoint((run / "checkpoints" / "step_00000005").string());
+  auto hf = load_safetensors((dir / "hf" / "model.safetensors").string()).tensors;
+  CHECK(torch::equal(hf.at("model.layers.1.self_attn.k_mix"), ck.tensors.model.at("layers.1.self_attn.k_mix")));
+  CHECK(torch::equal(hf.at("model.layers.0.mlp.up_proj.weight"), ck.tensors.model.at("layers.0.mlp.up_proj.weight")));
+  // A new run starting from those weights.
+  Config c = load_config((dir / "r.yaml").string(), {"model.init_from=checkpoint:" + run.string()});
+  Decoder d = build_decoder(c);
+  CHECK(torch::equal(d->named_parameters()["layers.2.self_attn.q_proj.weight"], ck.tensors.model.at("layers.2.self_attn.q_proj.weight")));
+  Config other = load_config((dir / "r.yaml").string(), {"model.init_from=checkpoint:" + run.string(), "model.d_ffn=64"});
+  CHECK_THROWS_WITH(build_decoder(other), ContainsSubstring("differs from this recipe's model section"));
+  CHECK_THROWS_WITH(build_decoder(load_config((dir / "r.yaml").string(), {"model.init_from=checkpoint:" + dir.string()})),
+                    ContainsSubstring("neither a checkpoint directory nor a run directory"));
 }

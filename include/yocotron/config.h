@@ -39,7 +39,7 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   double init_std = 0.02;
   std::string attention = "auto";  // auto | sdpa | math
-  std::string init_from;           // "" | hf:DIR | PATH of a yocotron checkpoint
+  std::string init_from;           // "" | hf:DIR | checkpoint:DIR
   YocoppConfig yocopp;
   FusedKvConfig fusedkv;
   ResformerConfig resformer;

@@ -25,7 +25,13 @@ ModelConfig model_config_from_hf(const std::string& dir);
 // The directory's shape must equal the model's: each mismatch is reported naming both keys.
 void load_hf_weights(Decoder& model, const std::string& dir);
 
-// Applies `model.init_from` ("" = nothing, "hf:DIR" = load_hf_weights).
+// Applies `model.init_from`: "" = nothing, "hf:DIR" = load_hf_weights, "checkpoint:DIR" = the fp32
+// master weights of a yocotron checkpoint (a step_* directory, or a run directory: its newest valid
+// checkpoint), re-sliced for this model's TP rank. Only weights: the optimizer starts fresh.
 void apply_init_from(Decoder& model, const std::string& init_from);
+
+// The checkpoint directory a path names: itself when it holds a manifest, else the newest valid
+// checkpoint under PATH/checkpoints (a run directory). Throws naming the path.
+std::string resolve_checkpoint_path(const std::string& path);
 
 }  // namespace yt

@@ -1,9 +1,11 @@
 // `yocotron export-hf SOURCE --out DIR`: Hugging Face model.safetensors + config.json.
+#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
 #include "yocotron/cli_args.h"
 #include "yocotron/hf.h"
+#include "yocotron/checkpoint.h"
 #include "yocotron/model_factory.h"
 
 namespace yt::cli {
@@ -12,7 +14,8 @@ int run_export_hf(const Args& args) {
   ArgParser p("export-hf", "Write a model as Hugging Face files (model.safetensors + config.json). A `transformer`\n"
                            "loads with transformers.LlamaForCausalLM.from_pretrained(DIR); other architectures carry\n"
                            "their recipe and KV plan in config.json for yocotron's own loader (model.init_from: hf:DIR).");
-  p.positional("SOURCE", "a recipe (its initial weights, after model.init_from)", true)
+  p.positional("SOURCE", "a checkpoint directory, a run directory (its newest valid checkpoint), or a recipe "
+                         "(its initial weights, after model.init_from)", true)
       .option("--out", "DIR", "output directory (created)")
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
       .option("--dtype", "fp32|bf16", "dtype of the exported weights (default fp32; mixing weights stay fp32)")
@@ -28,7 +31,22 @@ int run_export_hf(const Args& args) {
   } catch (const std::exception&) {
     throw UsageError("--sample-tokens expects an integer, found '" + p.get("--sample-tokens") + "'");
   }
-  Config cfg = load_config(p.positionals()[0], p.all("--set"));
+  const std::string source = p.positionals()[0];
+  Config cfg;
+  if (std::filesystem::is_directory(source)) {  // a checkpoint: its recipe and its fp32 master weights
+    std::string dir = resolve_checkpoint_path(source);
+    LoadedCheckpoint ck = load_checkpoint(dir);
+    cfg = config_from_yaml(ck.state.config_yaml, p.all("--set"), dir + "/config.yaml");
+    cfg.model.init_from.clear();
+    Decoder model(cfg.model);
+    model->load_global_state(ck.tensors.model, dir);
+    opts.sample_seed = static_cast<uint64_t>(cfg.train.seed);
+    export_hf(model, p.get("--out"), opts);
+    std::cout << "wrote " << p.get("--out") << "/model.safetensors and config.json (" << cfg.model.arch << ", "
+              << dir << ")\n";
+    return 0;
+  }
+  cfg = load_config(source, p.all("--set"));
   Decoder model = build_decoder(cfg);
   opts.sample_seed = static_cast<uint64_t>(cfg.train.seed);
   export_hf(model, p.get("--out"), opts);

@@ -4,6 +4,7 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
+#include "yocotron/checkpoint.h"
 #include "yocotron/fileio.h"
 #include "yocotron/kv_plan_json.h"
 #include "yocotron/safetensors.h"
@@ -176,10 +177,30 @@ void load_hf_weights(Decoder& model, const std::string& dir) {
   model->load_global_state(tensors, dir);
 }
 
+std::string resolve_checkpoint_path(const std::string& path) {
+  if (fs::exists(fs::path(path) / "manifest.json")) return path;
+  std::vector<std::string> skipped;
+  auto newest = newest_valid_checkpoint((fs::path(path) / "checkpoints").string(), &skipped);
+  if (newest) return *newest;
+  throw std::runtime_error(cat(path, ": neither a checkpoint directory nor a run directory with a valid checkpoint",
+                               skipped.empty() ? "" : " (" + join(skipped, "; ") + ")"));
+}
+
 void apply_init_from(Decoder& model, const std::string& init_from) {
   if (init_from.empty()) return;
   if (starts_with(init_from, "hf:")) return load_hf_weights(model, init_from.substr(3));
-  throw std::runtime_error(cat("model.init_from: expected hf:DIR, found '", init_from, "'"));
+  if (starts_with(init_from, "checkpoint:")) {
+    LoadedCheckpoint ck = load_checkpoint(resolve_checkpoint_path(init_from.substr(11)));
+    ModelConfig theirs = config_from_yaml(ck.state.config_yaml, {}, ck.dir + "/config.yaml").model;
+    ModelConfig ours = model->config();
+    theirs.attention = ours.attention;  // keys that do not change the weights
+    theirs.init_from = ours.init_from;
+    if (to_yaml(Config{ours, {}, {}, {}, {}, {}, ""}) != to_yaml(Config{theirs, {}, {}, {}, {}, {}, ""}))
+      throw std::runtime_error(cat("model.init_from=", init_from, ": the checkpoint's model (", ck.dir,
+                                   "/config.yaml) differs from this recipe's model section"));
+    return model->load_global_state(ck.tensors.model, ck.dir);
+  }
+  throw std::runtime_error(cat("model.init_from: expected hf:DIR or checkpoint:DIR, found '", init_from, "'"));
 }
 
 }  // namespace yt
