@@ -35,6 +35,32 @@ std::string make_dataset(const fs::path& dir, const std::string& split, const st
   return (dir / split).string();
 }
 
+ModelConfig small_model(const std::string& arch, int64_t layers) {
+  ModelConfig m;
+  m.arch = arch;
+  m.n_layers = layers;
+  m.d_model = 32;
+  m.n_heads = 4;
+  m.n_kv_heads = 2;
+  m.d_ffn = 48;
+  m.vocab_size = 50;
+  m.max_seq_len = 16;
+  m.attention = "math";
+  return m;
+}
+
+std::vector<uint32_t> markov_tokens(size_t n, uint32_t vocab, uint64_t seed) {
+  std::vector<uint32_t> toks;
+  uint64_t x = seed;
+  uint32_t t = 0;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t = (x >> 60) < 12 ? (t * 5 + 3) % vocab : static_cast<uint32_t>((x >> 33) % vocab);
+    toks.push_back(t);
+  }
+  return toks;
+}
+
 std::vector<std::string> synthetic_documents(size_t n_docs, uint64_t seed) {
   static const char* words[] = {
       "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",

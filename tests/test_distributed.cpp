@@ -25,15 +25,7 @@ struct Setup {
   fs::path dir = test::temp_dir("dist");
   std::string recipe;
   Setup() {
-    std::vector<uint32_t> toks;
-    uint64_t x = 99;
-    uint32_t t = 0;
-    for (int i = 0; i < 8000; ++i) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      t = (x >> 60) < 12 ? (t * 5 + 3) % 61 : static_cast<uint32_t>((x >> 33) % 61);
-      toks.push_back(t);
-    }
-    std::string train = test::make_dataset(dir / "data", "train", {toks}, 61);
+    std::string train = test::make_dataset(dir / "data", "train", {test::markov_tokens(8000, 61, 99)}, 61);
     // vocab 61 (padded under TP), GQA, a YOCO++ model with its mixing scalars learning.
     test::write_file(dir / "r.yaml",
                      "model:\n  arch: yocopp\n  n_layers: 4\n  d_model: 32\n  n_heads: 4\n  n_kv_heads: 2\n  d_ffn: 64\n"

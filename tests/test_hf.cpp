@@ -15,24 +15,6 @@
 using namespace yt;
 namespace fs = std::filesystem;
 
-namespace {
-
-ModelConfig tiny(const std::string& arch) {
-  ModelConfig m;
-  m.arch = arch;
-  m.n_layers = 4;
-  m.d_model = 32;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.d_ffn = 48;
-  m.vocab_size = 40;
-  m.max_seq_len = 16;
-  m.attention = "math";
-  return m;
-}
-
-}  // namespace
-
 TEST_CASE("safetensors write -> read keeps names, dtypes, shapes and bytes", "[hf]") {
   auto dir = test::temp_dir("st");
   auto a = at::randn({3, 5});
@@ -77,7 +59,7 @@ TEST_CASE("export-hf -> import gives identical logits", "[hf]") {
   for (const char* arch : {"transformer", "yocopp", "fusedkv", "resformer"}) {
     INFO(arch);
     auto dir = test::temp_dir(std::string("hf-") + arch);
-    Decoder src(tiny(arch));
+    Decoder src(test::small_model(arch));
     src->init_weights(3);
     {
       torch::NoGradGuard g;
@@ -91,9 +73,9 @@ TEST_CASE("export-hf -> import gives identical logits", "[hf]") {
     CHECK(cfg["tie_word_embeddings"] == false);
     CHECK(model_config_from_hf(dir.string()).arch == arch);
 
-    Decoder dst(tiny(arch));
+    Decoder dst(test::small_model(arch));
     dst->init_weights(99);  // different weights until loaded
-    auto tokens = at::randint(0, 40, {2, 11}, at::kLong);
+    auto tokens = at::randint(0, 50, {2, 11}, at::kLong);
     CHECK(!torch::equal(src->forward(tokens), dst->forward(tokens)));
     load_hf_weights(dst, dir.string());
     CHECK(torch::equal(src->forward(tokens), dst->forward(tokens)));
@@ -102,9 +84,9 @@ TEST_CASE("export-hf -> import gives identical logits", "[hf]") {
 
 TEST_CASE("importing weights of another shape names the keys", "[hf]") {
   auto dir = test::temp_dir("hf-shape");
-  Decoder src(tiny("transformer"));
+  Decoder src(test::small_model("transformer"));
   export_hf(src, dir.string(), {});
-  auto other = tiny("transformer");
+  auto other = test::small_model("transformer");
   other.n_layers = 6;
   other.d_ffn = 64;
   Decoder dst(other);
@@ -115,7 +97,7 @@ TEST_CASE("importing weights of another shape names the keys", "[hf]") {
   st.tensors.erase("model.layers.1.mlp.up_proj.weight");
   NamedTensors kept(st.tensors.begin(), st.tensors.end());
   save_safetensors((dir / "model.safetensors").string(), kept);
-  Decoder same(tiny("transformer"));
+  Decoder same(test::small_model("transformer"));
   CHECK_THROWS_WITH(load_hf_weights(same, dir.string()), ContainsSubstring("missing tensor 'layers.1.mlp.up_proj.weight'"));
 }
 

@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "catch.hpp"
+#include "dataset_fixture.h"
 #include "helpers.h"
 #include "yocotron/decoder.h"
 #include "yocotron/str.h"
@@ -14,18 +15,9 @@ using namespace yt;
 namespace {
 
 ModelConfig small_config(const std::string& arch, int64_t layers) {
-  ModelConfig m;
-  m.arch = arch;
-  m.n_layers = layers;
-  m.d_model = 32;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.d_ffn = 48;
-  m.vocab_size = 50;
-  m.max_seq_len = 16;
-  m.init_std = 0.08;
+  ModelConfig m = test::small_model(arch, layers);
+  m.init_std = 0.08;  // larger weights: attention far from uniform, so the comparison has teeth
   m.rope_theta = 500.0;
-  m.attention = "math";
   return m;
 }
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "catch.hpp"
+#include "dataset_fixture.h"
 #include "helpers.h"
 #include "yocotron/checkpoint.h"
 #include "yocotron/metrics.h"
@@ -15,23 +16,6 @@
 using namespace yt;
 namespace fs = std::filesystem;
 
-namespace {
-
-ModelConfig small_model(const std::string& arch) {
-  ModelConfig m;
-  m.arch = arch;
-  m.n_layers = 4;
-  m.d_model = 32;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.d_ffn = 48;
-  m.vocab_size = 50;
-  m.max_seq_len = 16;
-  return m;
-}
-
-}  // namespace
-
 TEST_CASE("flat AdamW matches LibTorch's torch::optim::AdamW with decay and no-decay groups", "[optim]") {
   TrainConfig tc;
   tc.lr = 3e-3;
@@ -39,7 +23,7 @@ TEST_CASE("flat AdamW matches LibTorch's torch::optim::AdamW with decay and no-d
   tc.beta2 = 0.95;
   tc.eps = 1e-8;
   tc.weight_decay = 0.1;
-  auto m = small_model("yocopp");
+  auto m = test::small_model("yocopp");
   Decoder ours(m), ref(m);
   ours->init_weights(1);
   ref->init_weights(1);
@@ -84,7 +68,7 @@ TEST_CASE("flat AdamW matches LibTorch's torch::optim::AdamW with decay and no-d
 }
 
 TEST_CASE("gradients accumulated over micro-steps equal the full-batch gradient", "[optim]") {
-  auto m = small_model("transformer");
+  auto m = test::small_model("transformer");
   Decoder d(m);
   FlatAdamW opt(d, TrainConfig{}, at::kFloat);
   auto tokens = at::randint(0, 50, {4, 10}, at::kLong);

@@ -22,16 +22,8 @@ using nlohmann::json;
 
 namespace {
 
-// A dataset whose next token is mostly predictable from the previous one (loss can fall).
 std::string markov_dataset(const fs::path& dir) {
-  std::vector<uint32_t> toks;
-  uint64_t x = 12345;
-  uint32_t t = 0;
-  for (int i = 0; i < 6000; ++i) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    t = (x >> 60) < 12 ? (t * 5 + 3) % 64 : static_cast<uint32_t>((x >> 33) % 64);
-    toks.push_back(t);
-  }
+  std::vector<uint32_t> toks = test::markov_tokens(6000, 64, 12345);
   std::string train = test::make_dataset(dir, "train", {std::vector<uint32_t>(toks.begin(), toks.begin() + 5000)}, 64);
   test::make_dataset(dir, "val", {std::vector<uint32_t>(toks.begin() + 5000, toks.end())}, 64);
   return train;
