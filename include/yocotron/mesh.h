@@ -15,7 +15,7 @@ struct Mesh {
   int world_rank = 0, world_size = 1;
   int tp = 1, dp = 1, tp_rank = 0, dp_rank = 0;
   int local_rank = 0;
-  std::unique_ptr<Communicator> tp_group, dp_group, world_group;  // null when that group has one rank
+  std::unique_ptr<Communicator> tp_group, dp_group;  // null when that group has one rank
   MPI_Comm tp_mpi = MPI_COMM_SELF, dp_mpi = MPI_COMM_SELF;
 
   bool any_rank(bool local) const;  // logical OR over the world (host side)

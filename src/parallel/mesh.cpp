@@ -31,7 +31,6 @@ std::unique_ptr<Mesh> make_mesh(int64_t tp, bool gpu, int cuda_device) {
   };
   m->tp_group = make(m->tp_mpi, "tp");
   m->dp_group = make(m->dp_mpi, "dp");
-  m->world_group = make(MPI_COMM_WORLD, "world");
   return m;
 }
 
