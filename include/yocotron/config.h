@@ -139,6 +139,13 @@ std::string to_yaml(const Config& cfg);
 // Every key with its value as text ("model.n_layers" -> "4"), in schema order; for comparing recipes.
 std::vector<std::pair<std::string, std::string>> flatten(const Config& cfg);
 
+struct KeyDifference {
+  std::string key, was, is;
+};
+// The model.* keys whose values differ, ignoring those that do not change the weights' function
+// (model.init_from, model.attention): what must match to load weights of one model into another.
+std::vector<KeyDifference> model_differences(const ModelConfig& was, const ModelConfig& is);
+
 // Semantic problems of a typed config, one message per problem naming the keys.
 std::vector<std::string> validate(const Config& cfg);
 

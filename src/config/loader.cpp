@@ -312,6 +312,20 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& cfg) {
   return out;
 }
 
+std::vector<KeyDifference> model_differences(const ModelConfig& was, const ModelConfig& is) {
+  Config a, b;
+  a.model = was;
+  b.model = is;
+  auto fa = flatten(a), fb = flatten(b);
+  std::vector<KeyDifference> out;
+  for (size_t i = 0; i < fa.size(); ++i) {
+    const std::string& key = fa[i].first;
+    if (!starts_with(key, "model.") || key == "model.init_from" || key == "model.attention") continue;
+    if (fa[i].second != fb[i].second) out.push_back({key, fa[i].second, fb[i].second});
+  }
+  return out;
+}
+
 std::string to_yaml(const Config& cfg) {
   YAML::Node root(YAML::NodeType::Map);
   detail::visit_fields(cfg, [&](const char* key, const auto& field, const detail::Choices&) {

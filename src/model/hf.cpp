@@ -192,12 +192,11 @@ void apply_init_from(Decoder& model, const std::string& init_from) {
   if (starts_with(init_from, "checkpoint:")) {
     LoadedCheckpoint ck = load_checkpoint(resolve_checkpoint_path(init_from.substr(11)));
     ModelConfig theirs = config_from_yaml(ck.state.config_yaml, {}, ck.dir + "/config.yaml").model;
-    ModelConfig ours = model->config();
-    theirs.attention = ours.attention;  // keys that do not change the weights
-    theirs.init_from = ours.init_from;
-    if (to_yaml(Config{ours, {}, {}, {}, {}, {}, ""}) != to_yaml(Config{theirs, {}, {}, {}, {}, {}, ""}))
-      throw std::runtime_error(cat("model.init_from=", init_from, ": the checkpoint's model (", ck.dir,
-                                   "/config.yaml) differs from this recipe's model section"));
+    std::vector<std::string> problems;
+    for (const auto& d : model_differences(theirs, model->config()))
+      problems.push_back(cat("model.init_from=", init_from, ": ", d.key, "=", d.is, " but the checkpoint's model (",
+                             ck.dir, "/config.yaml) has ", d.key, "=", d.was));
+    if (!problems.empty()) throw std::runtime_error(join(problems, "\n"));
     return model->load_global_state(ck.tensors.model, ck.dir);
   }
   throw std::runtime_error(cat("model.init_from: expected hf:DIR or checkpoint:DIR, found '", init_from, "'"));
