@@ -38,7 +38,8 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   double init_std = 0.02;
-  std::string attention = "auto";  // auto | sdpa | math
+  std::string attention = "auto";  // auto | sdpa | cudnn | flash | math
+  bool fused_kernels = true;       // CUDA kernels (src/kernels) for norms, RoPE, SwiGLU, the loss on CUDA tensors
   std::string init_from;           // "" | hf:DIR | checkpoint:DIR
   YocoppConfig yocopp;
   FusedKvConfig fusedkv;
@@ -74,6 +75,9 @@ struct TrainConfig {
   int64_t eval_batches = 8;
   int64_t exit_after_steps = 0;  // 0 = run to train.steps
   int64_t max_skipped_in_a_row = 5;
+  int64_t loss_chunk_tokens = 4096;      // head + cross entropy in chunks of this many tokens; 0 = full logits
+  std::string recompute = "none";        // none | selective | full
+  std::string grad_accum_dtype = "fp32";  // fp32 | bf16: gradient sum over micro-steps for bf16 runs
 };
 
 struct ParallelConfig {

@@ -7,8 +7,8 @@
 
 namespace yt {
 
-enum class AttentionKernel { Auto, Sdpa, Math };
-AttentionKernel parse_attention_kernel(const std::string& name);  // auto | sdpa | math
+enum class AttentionKernel { Auto, Sdpa, Cudnn, Flash, Math };
+AttentionKernel parse_attention_kernel(const std::string& name);  // auto | sdpa | cudnn | flash | math
 bool sdpa_available();  // compiled against LibTorch >= 2
 
 // x * rsqrt(mean(x^2) + eps) * weight, computed in fp32 and returned in x's dtype.

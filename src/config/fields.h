@@ -26,7 +26,8 @@ void visit_fields(C& c, V&& v) {
   v("model.rope_theta", m.rope_theta, Choices{});
   v("model.norm_eps", m.norm_eps, Choices{});
   v("model.init_std", m.init_std, Choices{});
-  v("model.attention", m.attention, Choices{"auto", "sdpa", "math"});
+  v("model.attention", m.attention, Choices{"auto", "sdpa", "cudnn", "flash", "math"});
+  v("model.fused_kernels", m.fused_kernels, Choices{});
   v("model.init_from", m.init_from, Choices{});
   v("model.yocopp.scaling_factor", m.yocopp.scaling_factor, Choices{});
   v("model.yocopp.weight_decay", m.yocopp.weight_decay, Choices{});
@@ -61,6 +62,9 @@ void visit_fields(C& c, V&& v) {
   v("train.eval_batches", t.eval_batches, Choices{});
   v("train.exit_after_steps", t.exit_after_steps, Choices{});
   v("train.max_skipped_in_a_row", t.max_skipped_in_a_row, Choices{});
+  v("train.loss_chunk_tokens", t.loss_chunk_tokens, Choices{});
+  v("train.recompute", t.recompute, Choices{"none", "selective", "full"});
+  v("train.grad_accum_dtype", t.grad_accum_dtype, Choices{"fp32", "bf16"});
 
   auto& p = c.parallel;
   v("parallel.tp", p.tp, Choices{});

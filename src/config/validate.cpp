@@ -47,6 +47,9 @@ void check_train(const Config& c, std::vector<std::string>& out) {
   positive(out, "train.eval_batches", t.eval_batches);
   non_negative(out, "train.exit_after_steps", t.exit_after_steps);
   positive(out, "train.max_skipped_in_a_row", t.max_skipped_in_a_row);
+  non_negative(out, "train.loss_chunk_tokens", t.loss_chunk_tokens);
+  if (t.grad_accum_dtype == "bf16" && t.precision != "bf16")
+    out.push_back(cat("train.grad_accum_dtype=bf16 needs train.precision=bf16 (fp32 runs accumulate in fp32)"));
   if (!(t.lr > 0)) out.push_back(cat("train.lr=", t.lr, " must be > 0"));
   if (t.min_lr < 0 || t.min_lr > t.lr)
     out.push_back(cat("train.min_lr=", t.min_lr, " must be between 0 and train.lr=", t.lr));

@@ -12,6 +12,8 @@ namespace yt {
 AttentionKernel parse_attention_kernel(const std::string& name) {
   if (name == "auto") return AttentionKernel::Auto;
   if (name == "sdpa") return AttentionKernel::Sdpa;
+  if (name == "cudnn") return AttentionKernel::Cudnn;
+  if (name == "flash") return AttentionKernel::Flash;
   if (name == "math") return AttentionKernel::Math;
   throw std::invalid_argument("model.attention: unknown kernel '" + name + "'");
 }
