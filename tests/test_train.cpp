@@ -98,6 +98,17 @@ TEST_CASE("exact resume: 6 steps, stop, resume, 6 more == 12 in one go (bitwise,
   CHECK(curve(f.dir / "split") == f.reference);
 }
 
+TEST_CASE("train.recompute=selective and full train the same curve bit for bit (CPU)", "[train]") {
+  Fixture f;
+  for (const char* mode : {"selective", "full"}) {
+    INFO(mode);
+    auto r = train(f.recipe, f.dir / mode, std::string("--set train.recompute=") + mode);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(curve(f.dir / mode) == f.reference);
+  }
+}
+
 TEST_CASE("kill -9 while a checkpoint is written: the previous one survives and the run resumes", "[train]") {
   Fixture f;
   fs::path run = f.dir / "crash";

@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 
+#include "yocotron/block_ops.h"
 #include "yocotron/config.h"
 #include "yocotron/kv_plan.h"
 #include "yocotron/ops.h"
@@ -46,15 +47,19 @@ TORCH_MODULE(RmsNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp);
-  // Appends this layer's final K and V to `finals_k` / `finals_v`.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v);
+  // The projections applied to the normalised input, in order: W_Q, then W_K and W_V where the
+  // layer has them.
+  std::vector<at::Tensor> input_weights() const;
+  // projected: the input_weights() outputs, each [B, T, heads*D]. Appends this layer's final K and
+  // V ([B, H_kv_local, T, D]) to `finals_k` / `finals_v`; returns the attention output after
+  // W_O, summed over the TP group: [B, T, d].
+  at::Tensor attend(const std::vector<at::Tensor>& projected, const at::Tensor& cos, const at::Tensor& sin,
+                    std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v, bool fused);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   at::Tensor k_mix, v_mix;  // defined only for mixing/fusing layers
 
  private:
-  at::Tensor heads(const at::Tensor& projected, int64_t n_heads) const;  // [B,T,h*D] -> [B,h,T,D]
   LayerKvPlan plan_;
   int64_t head_dim_, local_heads_;
   AttentionKernel kernel_;
@@ -65,7 +70,8 @@ TORCH_MODULE(Attention);
 class MlpImpl : public torch::nn::Module {
  public:
   MlpImpl(const ModelConfig& cfg, const TpContext& tp);
-  at::Tensor forward(const at::Tensor& x);
+  // gate, up: the gate/up projections' outputs [B, T, f_local] -> [B, T, d], summed over the TP group.
+  at::Tensor forward(const at::Tensor& gate, const at::Tensor& up, const BlockOpOptions& opt);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:
@@ -73,16 +79,33 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// The residual stream enters and leaves a block as a pair (base, delta) whose sum is the stream:
+// the add is fused into the next RMSNorm (the next block's, or the final one).
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v);
+  // residual, delta: [B, T, d] (delta undefined for the first block). Returns (h, mlp_out) with
+  // h = residual + delta + attention, the stream after this block being h + mlp_out.
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& residual, const at::Tensor& delta, const at::Tensor& cos,
+                                            const at::Tensor& sin, std::vector<at::Tensor>& finals_k,
+                                            std::vector<at::Tensor>& finals_v, const BlockOpOptions& opt);
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
+
+ private:
+  double eps_;
 };
 TORCH_MODULE(Block);
+
+enum class Recompute { None, Selective, Full };
+Recompute parse_recompute(const std::string& name);  // none | selective | full
+
+// How the model executes (not what it computes): recomputation and the loss's chunking.
+struct ExecOptions {
+  Recompute recompute = Recompute::None;
+  int64_t loss_chunk_tokens = 0;  // > 0: head + cross entropy in chunks (linear_cross_entropy.h); 0: full logits
+};
 
 class DecoderImpl : public torch::nn::Module {
  public:
@@ -93,6 +116,11 @@ class DecoderImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& tokens);
   // Mean next-token cross entropy over every position; targets [B, T].
   at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets);
+
+  void set_exec_options(const ExecOptions& o) { exec_ = o; }
+  const ExecOptions& exec_options() const { return exec_; }
+  // Whether CUDA tensors go through yocotron's kernels (model.fused_kernels and a build that has them).
+  bool fused_kernels() const { return fused_; }
 
   // Deterministic N(0, init_std) initialisation: each parameter's global tensor is drawn from a
   // generator seeded by (seed, parameter name), then sliced, so the weights do not depend on the
@@ -121,9 +149,17 @@ class DecoderImpl : public torch::nn::Module {
 
  private:
   void describe_shards();
+  // The final RMSNorm's output [B, T, d] (replicated over the TP group).
+  at::Tensor final_hidden(const at::Tensor& tokens);
+  // Block i with train.recompute=full: only its inputs are kept for backward.
+  std::pair<at::Tensor, at::Tensor> recomputed_block(size_t i, const at::Tensor& residual, const at::Tensor& delta,
+                                                     std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v,
+                                                     const BlockOpOptions& opt);
   ModelConfig cfg_;
   KvPlan plan_;
   TpContext tp_;
+  ExecOptions exec_;
+  bool fused_ = false;
   int64_t local_vocab_;
   std::map<std::string, ShardSpec> specs_;
   at::Tensor rope_cos_, rope_sin_;

@@ -1,8 +1,12 @@
 #include "yocotron/decoder.h"
 
+#include <algorithm>
 #include <set>
 
+#include "yocotron/fused_ops.h"
 #include "yocotron/kv_mix.h"
+#include "yocotron/linear_cross_entropy.h"
+#include "yocotron/recompute.h"
 #include "yocotron/str.h"
 #include "yocotron/tp_ops.h"
 
@@ -64,21 +68,26 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, co
   }
 }
 
-at::Tensor AttentionImpl::heads(const at::Tensor& projected, int64_t n_heads) const {
-  return projected.view({projected.size(0), projected.size(1), n_heads, head_dim_}).transpose(1, 2);
+std::vector<at::Tensor> AttentionImpl::input_weights() const {
+  std::vector<at::Tensor> w{q_proj->weight};
+  if (k_proj) w.push_back(k_proj->weight);
+  if (v_proj) w.push_back(v_proj->weight);
+  return w;
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                  std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v) {
-  auto xin = tp::copy_to_region(x, tp_);
-  auto q = apply_rope(heads(q_proj(xin), local_heads_), cos, sin);
+at::Tensor AttentionImpl::attend(const std::vector<at::Tensor>& projected, const at::Tensor& cos, const at::Tensor& sin,
+                                 std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v, bool fused) {
+  const int64_t B = projected[0].size(0), T = projected[0].size(1), D = head_dim_;
+  // RoPE on [B, T, h, D], then heads first as a view: [B, h, T, D].
+  auto q = apply_rope(projected[0].view({B, T, local_heads_, D}), cos, sin, fused).transpose(1, 2);
+  size_t next = 1;
   at::Tensor own_k, own_v;
-  if (k_proj) own_k = apply_rope(heads(k_proj(xin), k_proj->weight.size(0) / head_dim_), cos, sin);
-  if (v_proj) own_v = heads(v_proj(xin), v_proj->weight.size(0) / head_dim_);
+  if (k_proj) own_k = apply_rope(projected[next++].view({B, T, -1, D}), cos, sin, fused).transpose(1, 2);
+  if (v_proj) own_v = projected[next++].view({B, T, -1, D}).transpose(1, 2);
   finals_k.push_back(combine_kv(plan_.k, own_k, finals_k, k_mix));
   finals_v.push_back(combine_kv(plan_.v, own_v, finals_v, v_mix));
-  auto out = causal_attention(q, finals_k.back(), finals_v.back(), kernel_);
-  out = out.transpose(1, 2).reshape({x.size(0), x.size(1), local_heads_ * head_dim_});
+  auto out = causal_attention(q, finals_k.back(), finals_v.back(), kernel_);  // [B, h, T, D]
+  out = out.transpose(1, 2).reshape({B, T, local_heads_ * D});
   return tp::reduce_from_region(o_proj(out), tp_);
 }
 
@@ -91,30 +100,47 @@ MlpImpl::MlpImpl(const ModelConfig& cfg, const TpContext& tp) : tp_(tp) {
   down_proj = register_module("down_proj", linear(f, cfg.d_model));
 }
 
-at::Tensor MlpImpl::forward(const at::Tensor& x) {
-  auto xin = tp::copy_to_region(x, tp_);
-  return tp::reduce_from_region(down_proj(at::silu(gate_proj(xin)) * up_proj(xin)), tp_);
+at::Tensor MlpImpl::forward(const at::Tensor& gate, const at::Tensor& up, const BlockOpOptions& opt) {
+  return tp::reduce_from_region(swiglu_down(gate, up, down_proj->weight, opt), tp_);
 }
 
 // ---- Block ------------------------------------------------------------------------------------
 
-BlockImpl::BlockImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp) {
+BlockImpl::BlockImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp) : eps_(cfg.norm_eps) {
   input_layernorm = register_module("input_layernorm", RmsNorm(cfg.d_model, cfg.norm_eps));
   self_attn = register_module("self_attn", Attention(cfg, plan, tp));
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(cfg.d_model, cfg.norm_eps));
   mlp = register_module("mlp", Mlp(cfg, tp));
 }
 
-at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                              std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v) {
-  auto h = x + self_attn(input_layernorm(x), cos, sin, finals_k, finals_v);
-  return h + mlp(post_attention_layernorm(h));
+std::pair<at::Tensor, at::Tensor> BlockImpl::forward(const at::Tensor& residual, const at::Tensor& delta,
+                                                     const at::Tensor& cos, const at::Tensor& sin,
+                                                     std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v,
+                                                     const BlockOpOptions& opt) {
+  auto a = norm_project(residual, delta, input_layernorm->weight, eps_, self_attn->input_weights(), opt);
+  const at::Tensor x = delta.defined() ? a[0] : residual;  // the stream entering this block
+  std::vector<at::Tensor> projected(a.begin() + (delta.defined() ? 1 : 0), a.end());
+  at::Tensor attn = self_attn->attend(projected, cos, sin, finals_k, finals_v, opt.fused);
+  // h = x + attn; gate and up from RMSNorm(h).
+  auto m = norm_project(x, attn, post_attention_layernorm->weight, eps_, {mlp->gate_proj->weight, mlp->up_proj->weight}, opt);
+  return {m[0], mlp->forward(m[1], m[2], opt)};
 }
 
 // ---- Decoder ----------------------------------------------------------------------------------
 
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::None;
+  if (name == "selective") return Recompute::Selective;
+  if (name == "full") return Recompute::Full;
+  throw std::invalid_argument("train.recompute: unknown mode '" + name + "'");
+}
+
 DecoderImpl::DecoderImpl(const ModelConfig& cfg, TpContext tp)
-    : cfg_(cfg), plan_(make_kv_plan(cfg)), tp_(tp), local_vocab_(ceil_div(cfg.vocab_size, tp.size)) {
+    : cfg_(cfg),
+      plan_(make_kv_plan(cfg)),
+      tp_(tp),
+      fused_(cfg.fused_kernels && kernels::available()),
+      local_vocab_(ceil_div(cfg.vocab_size, tp.size)) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(local_vocab_, cfg.d_model));
   layers = register_module("layers", torch::nn::ModuleList());
   for (const auto& lp : plan_.layers) layers->push_back(Block(cfg, lp, tp));
@@ -257,16 +283,68 @@ void DecoderImpl::init_weights(uint64_t seed) {
   }
 }
 
-at::Tensor DecoderImpl::forward(const at::Tensor& tokens) {
+at::Tensor DecoderImpl::final_hidden(const at::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "Decoder: tokens must be [batch, time]");
   TORCH_CHECK(tokens.size(1) <= cfg_.max_seq_len, "Decoder: sequence of ", tokens.size(1),
               " tokens exceeds model.max_seq_len=", cfg_.max_seq_len);
-  auto x = tp::embedding(tokens, embed_tokens->weight, tp_);
+  BlockOpOptions opt;
+  opt.fused = fused_;
+  opt.recompute = exec_.recompute == Recompute::Selective;
+  opt.tp = tp_.size > 1 ? tp_.comm : nullptr;
+  const bool full = exec_.recompute == Recompute::Full && at::GradMode::is_enabled();
+  at::Tensor x = tp::embedding(tokens, embed_tokens->weight, tp_), delta;  // [B, T, d]
   std::vector<at::Tensor> finals_k, finals_v;
   finals_k.reserve(layers->size());
   finals_v.reserve(layers->size());
-  for (const auto& layer : *layers) x = layer->as<Block>()->forward(x, rope_cos_, rope_sin_, finals_k, finals_v);
-  auto logits = lm_head(tp::copy_to_region(norm(x), tp_));
+  for (size_t i = 0; i < layers->size(); ++i) {
+    std::tie(x, delta) = full ? recomputed_block(i, x, delta, finals_k, finals_v, opt)
+                              : layers[i]->as<Block>()->forward(x, delta, rope_cos_, rope_sin_, finals_k, finals_v, opt);
+  }
+  return add_rms_norm(x, delta, norm->weight, cfg_.norm_eps, fused_).second;
+}
+
+std::pair<at::Tensor, at::Tensor> DecoderImpl::recomputed_block(size_t i, const at::Tensor& residual, const at::Tensor& delta,
+                                                                std::vector<at::Tensor>& finals_k,
+                                                                std::vector<at::Tensor>& finals_v, const BlockOpOptions& opt) {
+  // Inputs of the segment: the stream pair and the earlier layers' K/V this layer reads.
+  const LayerKvPlan& lp = plan_.layers[i];
+  auto sources = [](const KvSource& s) {
+    std::vector<int> from;
+    for (int j : {s.from, s.from2})
+      if (j >= 0) from.push_back(j);
+    return from;
+  };
+  const std::vector<int> k_from = sources(lp.k), v_from = sources(lp.v);
+  const bool k_new = lp.k.kind != KvCombine::Reuse, v_new = lp.v.kind != KvCombine::Reuse;
+  std::vector<at::Tensor> inputs{residual};
+  if (delta.defined()) inputs.push_back(delta);
+  for (int j : k_from) inputs.push_back(finals_k[j]);
+  for (int j : v_from) inputs.push_back(finals_v[j]);
+  Block block(std::static_pointer_cast<BlockImpl>(layers[i]));
+  const bool has_delta = delta.defined();
+  at::Tensor cos = rope_cos_, sin = rope_sin_;
+  Segment segment = [block, i, has_delta, k_from, v_from, k_new, v_new, cos, sin, opt](const std::vector<at::Tensor>& in) mutable {
+    size_t next = 0;
+    at::Tensor r = in[next++];
+    at::Tensor d = has_delta ? in[next++] : at::Tensor();
+    std::vector<at::Tensor> fk(i), fv(i);  // only the entries this layer reads are set
+    for (int j : k_from) fk[j] = in[next++];
+    for (int j : v_from) fv[j] = in[next++];
+    auto [h, m] = block->forward(r, d, cos, sin, fk, fv, opt);
+    std::vector<at::Tensor> out{h, m};
+    if (k_new) out.push_back(fk.back());
+    if (v_new) out.push_back(fv.back());
+    return out;
+  };
+  auto out = recompute_in_backward(segment, inputs);
+  size_t next = 2;
+  finals_k.push_back(k_new ? out[next++] : finals_k[lp.k.from]);
+  finals_v.push_back(v_new ? out[next++] : finals_v[lp.v.from]);
+  return {out[0], out[1]};
+}
+
+at::Tensor DecoderImpl::forward(const at::Tensor& tokens) {
+  auto logits = lm_head(tp::copy_to_region(final_hidden(tokens), tp_));
   int64_t first_pad = cfg_.vocab_size - tp_.rank * local_vocab_;  // local index of the first padding row
   if (first_pad < local_vocab_) {
     logits = logits.clone();
@@ -277,8 +355,20 @@ at::Tensor DecoderImpl::forward(const at::Tensor& tokens) {
 }
 
 at::Tensor DecoderImpl::loss(const at::Tensor& tokens, const at::Tensor& targets) {
-  auto logits = forward(tokens);
-  return tp::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), tp_);
+  if (exec_.loss_chunk_tokens <= 0) {
+    auto logits = forward(tokens);
+    return tp::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), tp_);
+  }
+  at::Tensor hidden = final_hidden(tokens);
+  LinearCrossEntropyOptions o;
+  o.chunk_tokens = exec_.loss_chunk_tokens;
+  o.vocab_start = tp_.rank * local_vocab_;
+  o.vocab_valid = std::clamp<int64_t>(cfg_.vocab_size - o.vocab_start, 0, local_vocab_);
+  o.fused = fused_;
+  o.tp = tp_.size > 1 ? tp_.comm : nullptr;
+  // Under TP the hidden state enters a vocabulary-parallel op: its gradient is summed over the group.
+  at::Tensor h = tp::copy_to_region(hidden.reshape({-1, hidden.size(-1)}), tp_);
+  return linear_cross_entropy(h, lm_head->weight, targets.reshape({-1}), o);
 }
 
 }  // namespace yt

@@ -1,8 +1,40 @@
 #include "yocotron/kv_mix.h"
 
+#include <torch/torch.h>
+
 #include <stdexcept>
 
 namespace yt {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// scale * (w[0] * a + w[1] * b) with fp32 master scalars applied in the compute dtype. Written out
+// so the scalars' gradients are reductions over contiguous operands: their bits then depend on the
+// values alone, not on the strides autograd happens to hand over (recomputation stays bitwise).
+struct ScalarMix : torch::autograd::Function<ScalarMix> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b, const at::Tensor& w, double scale) {
+    at::Tensor wd = w.to(a.scalar_type());
+    ctx->save_for_backward({a, b, w});
+    ctx->saved_data["scale"] = scale;
+    at::Tensor mixed = wd[0] * a + wd[1] * b;
+    return scale == 1.0 ? mixed : mixed * scale;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &a = saved[0], &b = saved[1], &w = saved[2];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    at::Tensor g = grads[0].contiguous();
+    if (scale != 1.0) g = g * scale;
+    at::Tensor wd = w.to(a.scalar_type());
+    at::Tensor gf = g.to(at::kFloat);
+    at::Tensor gw = at::stack({(gf * a.contiguous().to(at::kFloat)).sum(), (gf * b.contiguous().to(at::kFloat)).sum()});
+    return {g * wd[0], g * wd[1], gw.to(w.scalar_type()), at::Tensor()};
+  }
+};
+
+}  // namespace
 
 at::Tensor combine_kv(const KvSource& src, const at::Tensor& own, const std::vector<at::Tensor>& finals,
                       const at::Tensor& weights) {
@@ -10,9 +42,7 @@ at::Tensor combine_kv(const KvSource& src, const at::Tensor& own, const std::vec
     case KvCombine::Own: return own;
     case KvCombine::Reuse: return finals.at(src.from);
     case KvCombine::ScalarMix: {
-      auto w = weights.to(own.scalar_type());  // fp32 master scalars, applied in the compute dtype
-      auto mixed = w[0] * finals.at(src.from) + w[1] * own;
-      return src.scale == 1.0 ? mixed : mixed * src.scale;
+      return ScalarMix::apply(finals.at(src.from), own, weights, src.scale);
     }
     case KvCombine::VectorMix: {
       const auto& a = finals.at(src.from);

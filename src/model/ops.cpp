@@ -2,10 +2,20 @@
 
 #include <torch/version.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
+
+#include "yocotron/fused_ops.h"
+
+#if TORCH_VERSION_MAJOR >= 2
+#include <ATen/Context.h>
+#endif
+#ifdef YOCOTRON_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 namespace yt {
 
@@ -18,7 +28,39 @@ AttentionKernel parse_attention_kernel(const std::string& name) {
   throw std::invalid_argument("model.attention: unknown kernel '" + name + "'");
 }
 
+const char* attention_kernel_name(AttentionKernel kernel) {
+  switch (kernel) {
+    case AttentionKernel::Auto: return "auto";
+    case AttentionKernel::Sdpa: return "sdpa";
+    case AttentionKernel::Cudnn: return "cudnn";
+    case AttentionKernel::Flash: return "flash";
+    case AttentionKernel::Math: return "math";
+  }
+  return "?";
+}
+
 bool sdpa_available() { return TORCH_VERSION_MAJOR >= 2; }
+
+namespace {
+
+bool is_hopper(const at::Tensor& t) {
+#ifdef YOCOTRON_WITH_CUDA
+  if (t.is_cuda()) return at::cuda::getDeviceProperties(t.get_device())->major == 9;
+#endif
+  (void)t;
+  return false;
+}
+
+}  // namespace
+
+AttentionKernel resolve_attention_kernel(AttentionKernel kernel, const at::Tensor& q) {
+  if (kernel != AttentionKernel::Auto) return kernel;
+  if (!sdpa_available()) return AttentionKernel::Math;
+  // Measured (docs/benchmarks.md): cuDNN's fused attention is ~1.45x flash's on H100 at our shapes.
+  const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+  if (half && is_hopper(q)) return AttentionKernel::Cudnn;
+  return AttentionKernel::Sdpa;
+}
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 #if TORCH_VERSION_MAJOR >= 2
@@ -31,6 +73,13 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual, const at::Tensor& delta, const at::Tensor& weight,
+                                               double eps, bool fused) {
+  if (fused && residual.is_cuda()) return kernels::add_rms_norm(residual, delta, weight, eps);
+  at::Tensor sum = delta.defined() ? residual + delta : residual;
+  return {sum, rms_norm(sum, weight, eps)};
+}
+
 std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, int64_t max_seq_len, double theta) {
   auto opts = at::TensorOptions().dtype(at::kDouble);
   auto inv_freq = at::pow(theta, -at::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
@@ -39,13 +88,23 @@ std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, int64_t max_seq_
   return {emb.cos().to(at::kFloat), emb.sin().to(at::kFloat)};
 }
 
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  int64_t T = x.size(2), half = x.size(3) / 2;
-  auto c = cos.slice(0, 0, T).to(x.scalar_type());
-  auto s = sin.slice(0, 0, T).to(x.scalar_type());
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool fused,
+                      int64_t position_offset) {
+  if (fused && x.is_cuda()) return kernels::rope(x.contiguous(), cos, sin, position_offset);
+  const int64_t T = x.size(1), D = x.size(3), half = D / 2;
+  TORCH_CHECK(position_offset + T <= cos.size(0), "RoPE: position ", position_offset + T - 1,
+              " is beyond the tables (model.max_seq_len=", cos.size(0), ")");
+  // [T, 1, D]: broadcast over batch and heads.
+  auto c = cos.slice(0, position_offset, position_offset + T).unsqueeze(1).to(x.scalar_type());
+  auto s = sin.slice(0, position_offset, position_offset + T).unsqueeze(1).to(x.scalar_type());
   auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   auto rotated = at::cat({-x2, x1}, -1);
   return x * c + rotated * s;
+}
+
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up, bool fused) {
+  if (fused && gate.is_cuda()) return kernels::swiglu(gate.contiguous(), up.contiguous());
+  return at::silu(gate) * up;
 }
 
 namespace {
@@ -64,22 +123,61 @@ at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
   return at::matmul(probs, expand(v));
 }
 
+#if TORCH_VERSION_MAJOR >= 2
+// Restricts SDPA to one backend for the duration of a call (the flags are read when the forward
+// dispatches; backward runs whatever kernel the forward chose).
+class OnlySdpaBackend {
+ public:
+  explicit OnlySdpaBackend(AttentionKernel k) {
+    auto& c = at::globalContext();
+    saved_ = {c.userEnabledFlashSDP(), c.userEnabledMemEfficientSDP(), c.userEnabledMathSDP(), c.userEnabledCuDNNSDP()};
+    c.setSDPUseFlash(k == AttentionKernel::Flash);
+    c.setSDPUseMemEfficient(false);
+    c.setSDPUseMath(false);
+    c.setSDPUseCuDNN(k == AttentionKernel::Cudnn);
+  }
+  ~OnlySdpaBackend() {
+    auto& c = at::globalContext();
+    c.setSDPUseFlash(saved_[0]);
+    c.setSDPUseMemEfficient(saved_[1]);
+    c.setSDPUseMath(saved_[2]);
+    c.setSDPUseCuDNN(saved_[3]);
+  }
+  OnlySdpaBackend(const OnlySdpaBackend&) = delete;
+  OnlySdpaBackend& operator=(const OnlySdpaBackend&) = delete;
+
+ private:
+  std::array<bool, 4> saved_{};
+};
+
+at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  // enable_gqa: the kernel reads each KV head for its query group without materialising copies.
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
+                                          /*scale=*/std::nullopt, /*enable_gqa=*/k.size(1) != q.size(1));
+}
+#endif
+
 }  // namespace
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, AttentionKernel kernel) {
-  bool use_sdpa = kernel == AttentionKernel::Sdpa || (kernel == AttentionKernel::Auto && sdpa_available());
+  kernel = resolve_attention_kernel(kernel, q);
+  if (kernel == AttentionKernel::Math) return math_attention(q, k, v);
 #if TORCH_VERSION_MAJOR >= 2
-  if (use_sdpa) {
-    // enable_gqa: the kernel reads each KV head for its query group without materialising copies.
-    return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
-                                            /*scale=*/std::nullopt, /*enable_gqa=*/k.size(1) != q.size(1));
+  if (kernel == AttentionKernel::Sdpa) return sdpa(q, k, v);
+  if (!q.is_cuda())
+    throw std::runtime_error(std::string("model.attention=") + attention_kernel_name(kernel) + " needs a CUDA device");
+  try {
+    OnlySdpaBackend only(kernel);
+    return sdpa(q, k, v);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(std::string("model.attention=") + attention_kernel_name(kernel) + " cannot run here (" +
+                             std::string(c10::toString(q.scalar_type())) + ", head dim " + std::to_string(q.size(3)) +
+                             "): " + e.what_without_backtrace() + " — use model.attention=auto or sdpa");
   }
 #else
-  if (kernel == AttentionKernel::Sdpa)
-    throw std::runtime_error("model.attention=sdpa needs LibTorch >= 2 (this build has " TORCH_VERSION ")");
-  (void)use_sdpa;
+  throw std::runtime_error(std::string("model.attention=") + attention_kernel_name(kernel) +
+                           " needs LibTorch >= 2 (this build has " TORCH_VERSION ")");
 #endif
-  return math_attention(q, k, v);
 }
 
 }  // namespace yt
