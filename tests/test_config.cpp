@@ -126,6 +126,43 @@ TEST_CASE("semantic checks name the keys involved and report all problems at onc
                      "model.n_kv_heads=1 must be even for model.arch=skipv1"));
 }
 
+TEST_CASE("log.profile_steps: a list of integers, typed, validated and round-tripped", "[config]") {
+  CHECK(config_from_yaml("").log.profile_steps.empty());
+  Config c = config_from_yaml("log:\n  profile_steps: [3, 5]\n");
+  CHECK(c.log.profile_steps == std::vector<int64_t>{3, 5});
+  CHECK(config_from_yaml("", {"log.profile_steps=[3,5]"}).log.profile_steps == std::vector<int64_t>{3, 5});
+  CHECK(config_from_yaml("log:\n  profile_steps:\n    - 2\n    - 2\n").log.profile_steps == std::vector<int64_t>{2, 2});
+  CHECK(config_from_yaml("log:\n  profile_steps: [3, 5]\n", {"log.profile_steps=[]"}).log.profile_steps.empty());
+  // Round trip: the resolved YAML writes a flow list and reads back equal; flatten() shows it.
+  std::string text = to_yaml(c);
+  CHECK_THAT(text, ContainsSubstring("profile_steps: [3, 5]"));
+  CHECK(config_from_yaml(text).log.profile_steps == std::vector<int64_t>{3, 5});
+  CHECK(to_yaml(config_from_yaml(text)) == text);
+  CHECK_THAT(to_yaml(Config{}), ContainsSubstring("profile_steps: []"));
+  CHECK(config_from_yaml(to_yaml(Config{})).log.profile_steps.empty());
+  bool found = false;
+  for (const auto& [k, v] : flatten(c)) {
+    if (k != "log.profile_steps") continue;
+    found = true;
+    CHECK(v == "[3, 5]");
+  }
+  CHECK(found);
+  // Wrong types name the key, the expected type and what was found.
+  CHECK(any_contains(problems_of("log:\n  profile_steps: 3\n"), "log.profile_steps: expected a list of integers ([] for none), found '3'"));
+  CHECK(any_contains(problems_of("", {"log.profile_steps=[3,x]"}), "log.profile_steps: expected a list of integers, found 'x' at position 2"));
+  CHECK(any_contains(problems_of("", {"log.profile_steps=[1.5,2]"}), "found '1.5' at position 1"));
+  CHECK(any_contains(problems_of("log:\n  profile_steps: {a: 1}\n"), "found a mapping"));
+  CHECK(any_contains(problems_of("log:\n  profile_steps:\n"), "found null (no value)"));
+  CHECK(any_contains(problems_of("log:\n  profile_steps: [\"3\", 4]\n"), "found '3' at position 1"));  // quoted: a string
+  // Validation: [] or [a, b] with 1 <= a <= b <= train.steps.
+  CHECK(any_contains(problems_of("", {"log.profile_steps=[3]"}), "log.profile_steps=[3] must be [] (off) or [a, b]"));
+  CHECK(any_contains(problems_of("", {"log.profile_steps=[1,2,3]"}), "must be [] (off) or [a, b]"));
+  CHECK(any_contains(problems_of("", {"log.profile_steps=[0,2]"}), "1 <= a <= b"));
+  CHECK(any_contains(problems_of("", {"log.profile_steps=[5,4]"}), "1 <= a <= b"));
+  CHECK(any_contains(problems_of("", {"log.profile_steps=[5,300]"}), "log.profile_steps=[5, 300] ends after train.steps=200"));
+  CHECK(config_from_yaml("", {"log.profile_steps=[200,200]"}).log.profile_steps.size() == 2);
+}
+
 TEST_CASE("the resolved YAML loads back to the same config", "[config]") {
   Config a = load_config(test::source_dir() + "/recipes/tiny/yocopp.yaml", {"train.lr=1.234e-3", "data.val="});
   std::string text = to_yaml(a);

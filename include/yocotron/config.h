@@ -99,6 +99,7 @@ struct LogConfig {
   std::string level = "info";
   std::string run_dir;  // "" = runs/<recipe file stem>
   bool tensorboard = true;
+  std::vector<int64_t> profile_steps;  // [] = off, else [a, b]: profile optimizer steps a..b (1-based)
 };
 
 struct Config {
@@ -123,7 +124,7 @@ class ConfigError : public std::runtime_error {
 
 struct SchemaKey {
   std::string key;   // dotted path, e.g. model.yocopp.scaling_factor
-  std::string type;  // integer | number | boolean | string | one of a|b|c
+  std::string type;  // integer | number | boolean | string | list of integers | one of a|b|c
   std::string default_text;
 };
 

@@ -3,6 +3,8 @@
 // overlapped with backward), the tensor-parallel sum of head-shared weights' gradients, the true
 // global gradient norm over the mesh, clipping, a non-finite check and AdamW. Nothing here waits
 // for the device: losses, norms and skip counters stay device tensors until a log point reads them.
+// Each phase is a named range for the profiler (yocotron::step, ::forward, ::backward, ::grad_sync,
+// ::optimizer) and is recorded for out-of-memory messages (phase.h).
 #pragma once
 #include <torch/torch.h>
 

@@ -3,7 +3,10 @@
 //     model on random tokens, at its micro/global batch and precision, on the GPU when there is one.
 //     Under mpirun it runs on the DP x TP mesh (parallel.tp), exactly as `yocotron train` steps.
 //   --part loader: how fast the training loader produces the recipe's micro-batches.
+//   --profile DIR: after the timed steps, --profile-steps more under LibTorch's profiler; each rank
+//     writes DIR/bench.rank<R>.json (Chrome/Perfetto trace) and DIR/bench.rank<R>.summary.txt.
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +19,8 @@
 #include "yocotron/mesh.h"
 #include "yocotron/model_factory.h"
 #include "yocotron/mpi_env.h"
+#include "yocotron/phase.h"
+#include "yocotron/profiler.h"
 #include "yocotron/schedule.h"
 #include "yocotron/str.h"
 #include "yocotron/train_step.h"
@@ -63,12 +68,18 @@ nlohmann::json bench_loader(const Config& cfg, int64_t steps) {
           {"seconds", secs}};
 }
 
-nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup) {
+struct ProfileRequest {
+  std::string dir;  // "" = no profile
+  int64_t steps = 2;
+};
+
+nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, const ProfileRequest& profile) {
   const bool gpu = cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda_device_count() > 0);
   const int cuda = gpu ? MpiEnv::get().local_rank() : -1;
   at::Device device = gpu ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
   set_current_cuda_device(cuda);
   at::ScalarType compute = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  set_phase(Phase::Build);
   auto mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
   if (cfg.train.global_batch % (cfg.train.micro_batch * mesh->dp) != 0)
     throw ConfigError({cat("train.global_batch=", cfg.train.global_batch, " is not a multiple of train.micro_batch x ",
@@ -82,12 +93,16 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup) {
   at::Tensor batch = at::randint(0, cfg.model.vocab_size, {cfg.train.micro_batch, cfg.data.seq_len + 1}, gen, at::kLong);
   if (gpu) batch = batch.pin_memory();
   auto next = [&] { return batch; };
-  for (int64_t i = 0; i < warmup; ++i) step.run(next, accum, lr_at(cfg.train, i));
+  auto run_step = [&](int64_t i) {  // i: 0-based over warmup, timed and profiled steps
+    set_phase_step(i + 1);
+    step.run(next, accum, lr_at(cfg.train, i));
+  };
+  for (int64_t i = 0; i < warmup; ++i) run_step(i);
   synchronize(cuda);
   mesh->barrier();
   reset_peak_memory(cuda);
   auto t0 = Clock::now();
-  for (int64_t i = 0; i < steps; ++i) step.run(next, accum, lr_at(cfg.train, warmup + i));
+  for (int64_t i = 0; i < steps; ++i) run_step(warmup + i);
   double loss = step.loss_sum.item<double>() / static_cast<double>(warmup + steps);  // also waits for the GPU
   mesh->barrier();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -119,6 +134,20 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup) {
                       {"mean_loss", loss}};
   j["mfu"] = gpu ? nlohmann::json(mfu(cfg.model, cfg.data.seq_len, tps)) : nlohmann::json(nullptr);
   j["rank"] = mesh->world_rank;
+  if (!profile.dir.empty()) {
+    const std::string base = (std::filesystem::path(profile.dir) / cat("bench.rank", mesh->world_rank)).string();
+    Profiler prof(cuda);
+    for (int64_t i = 0; i < profile.steps; ++i) run_step(warmup + steps + i);
+    ProfileSummary s = prof.finish(base + ".json", base + ".summary.txt",
+                                   cat("yocotron bench: ", cfg.model.arch, ", ", profile.steps, " step(s) after ", warmup + steps,
+                                       ", rank ", mesh->world_rank, " of ", mesh->world_size, ", ", device.str(), ", ",
+                                       compute == at::kBFloat16 ? "bf16" : "fp32", ", micro-batch ", cfg.train.micro_batch, " x ",
+                                       cfg.data.seq_len));
+    mesh->barrier();
+    j["profile_trace"] = s.trace_path;
+    j["profile_summary"] = base + ".summary.txt";
+    j["profile_steps"] = profile.steps;
+  }
   return j;
 }
 
@@ -130,13 +159,21 @@ int run_bench(const Args& args) {
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
       .option("--part", "train|loader", "train (default): training steps on random tokens; loader: the data loader alone")
       .option("--steps", "N", "timed optimizer steps (default 20 for train, 200 for loader)")
-      .option("--warmup", "N", "untimed steps first (train; default 3)");
+      .option("--warmup", "N", "untimed steps first (train; default 3)")
+      .option("--profile", "DIR",
+              "after the timed steps, record --profile-steps more with LibTorch's profiler: DIR/bench.rank<R>.json "
+              "(Chrome/Perfetto trace) and DIR/bench.rank<R>.summary.txt (top ops or kernels) per rank")
+      .option("--profile-steps", "N", "steps recorded by --profile (default 2)");
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   Config cfg = load_config(p.get("--config"), p.all("--set"));
   std::string part = p.get("--part", "train");
   if (part == "train") {
-    auto j = bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3));
+    ProfileRequest profile{p.get("--profile"), integer_option(p, "--profile-steps", 2)};
+    if (p.has("--profile") && profile.dir.empty()) throw UsageError("--profile expects a directory");
+    if (profile.steps < 1) throw UsageError("--profile-steps must be >= 1");
+    if (!p.has("--profile") && p.has("--profile-steps")) throw UsageError("--profile-steps needs --profile DIR");
+    auto j = bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3), profile);
     if (j["rank"] == 0) std::cout << j.dump() << "\n";
     return 0;
   }

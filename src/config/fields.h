@@ -81,6 +81,7 @@ void visit_fields(C& c, V&& v) {
   v("log.level", c.log.level, Choices{"debug", "info", "warn", "error"});
   v("log.run_dir", c.log.run_dir, Choices{});
   v("log.tensorboard", c.log.tensorboard, Choices{});
+  v("log.profile_steps", c.log.profile_steps, Choices{});
 }
 
 }  // namespace yt::detail

@@ -201,6 +201,26 @@ std::string convert(const YAML::Node& n, bool& out, const detail::Choices&) {
   return "expected a boolean (true|false), found " + shown(n);
 }
 
+// A list of integers: a YAML sequence ("[3, 5]"), each element typed like an integer key.
+std::string convert(const YAML::Node& n, std::vector<int64_t>& out, const detail::Choices& choices) {
+  if (!n.IsSequence()) return "expected a list of integers ([] for none), found " + shown(n);
+  std::vector<int64_t> values;
+  for (size_t i = 0; i < n.size(); ++i) {
+    int64_t v = 0;
+    if (!convert(n[i], v, choices).empty())
+      return cat("expected a list of integers, found ", shown(n[i]), " at position ", i + 1);
+    values.push_back(v);
+  }
+  out = std::move(values);
+  return "";
+}
+
+std::string list_text(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
 // ---- the strict walk ----------------------------------------------------------------------------
 
 struct Binder {
@@ -291,6 +311,9 @@ std::vector<SchemaKey> schema() {
     } else if constexpr (std::is_same_v<T, double>) {
       k.type = "number";
       k.default_text = format_double(field);
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      k.type = "list of integers";
+      k.default_text = list_text(field);
     } else {
       k.type = "integer";
       k.default_text = std::to_string(field);
@@ -307,6 +330,7 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& cfg) {
     if constexpr (std::is_same_v<T, std::string>) out.emplace_back(key, field);
     else if constexpr (std::is_same_v<T, bool>) out.emplace_back(key, field ? "true" : "false");
     else if constexpr (std::is_same_v<T, double>) out.emplace_back(key, format_double(field));
+    else if constexpr (std::is_same_v<T, std::vector<int64_t>>) out.emplace_back(key, list_text(field));
     else out.emplace_back(key, std::to_string(field));
   });
   return out;
@@ -344,6 +368,11 @@ std::string to_yaml(const Config& cfg) {
       path.back()[parts.back()] = format_double(field);
     } else if constexpr (std::is_same_v<T, bool>) {
       path.back()[parts.back()] = field ? "true" : "false";
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      YAML::Node list(YAML::NodeType::Sequence);
+      for (int64_t v : field) list.push_back(v);
+      list.SetStyle(YAML::EmitterStyle::Flow);
+      path.back()[parts.back()] = list;
     } else {
       path.back()[parts.back()] = field;
     }

@@ -14,6 +14,12 @@ void non_negative(std::vector<std::string>& out, const char* key, int64_t v) {
   if (v < 0) out.push_back(cat(key, "=", v, " must be >= 0"));
 }
 
+std::string join_ints(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
 void check_model(const ModelConfig& m, std::vector<std::string>& out) {
   positive(out, "model.n_layers", m.n_layers);
   positive(out, "model.d_model", m.d_model);
@@ -94,6 +100,14 @@ std::vector<std::string> validate(const Config& c) {
   non_negative(out, "checkpoint.every", c.checkpoint.every);
   positive(out, "checkpoint.keep_last", c.checkpoint.keep_last);
   positive(out, "log.every", c.log.every);
+  const auto& ps = c.log.profile_steps;
+  if (!ps.empty()) {
+    if (ps.size() != 2 || ps[0] < 1 || ps[1] < ps[0])
+      out.push_back(cat("log.profile_steps=", join_ints(ps), " must be [] (off) or [a, b] with 1 <= a <= b "
+                        "(optimizer steps a..b, 1-based as logged)"));
+    else if (ps[1] > c.train.steps)
+      out.push_back(cat("log.profile_steps=", join_ints(ps), " ends after train.steps=", c.train.steps));
+  }
   return out;
 }
 

@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "yocotron/phase.h"
+
 namespace yt {
 
 OptimizerLayout optimizer_layout(const Config& cfg, const Mesh& mesh) {
@@ -39,6 +41,7 @@ at::Tensor TrainStep::global_grad_norm() {
 }
 
 void TrainStep::run(const std::function<at::Tensor()>& next_batch, int64_t accum, double lr, bool poison) {
+  PhaseScope step_range("yocotron::step");
   const int64_t dp = mesh_ ? mesh_->dp : 1;
   const double scale = 1.0 / static_cast<double>(accum * dp);  // reductions sum: this makes them means
   opt_.zero_grad();
@@ -46,25 +49,39 @@ void TrainStep::run(const std::function<at::Tensor()>& next_batch, int64_t accum
   for (int64_t m = 0; m < accum; ++m) {
     const bool last = m == accum - 1;
     if (sync_ && last) sync_->arm(m == 0);
-    at::Tensor batch = next_batch().to(device_, /*non_blocking=*/true);
-    const int64_t T = batch.size(1) - 1;
-    at::Tensor loss = model_->loss(batch.narrow(1, 0, T), batch.narrow(1, 1, T));
-    if (poison) loss = loss * std::numeric_limits<float>::quiet_NaN();
-    (loss * scale).backward();
-    if (!(sync_ && last)) opt_.fold_micro_step(m == 0);
+    at::Tensor loss;
+    {
+      PhaseScope range(Phase::Forward, "yocotron::forward");
+      at::Tensor batch = next_batch().to(device_, /*non_blocking=*/true);
+      const int64_t T = batch.size(1) - 1;
+      loss = model_->loss(batch.narrow(1, 0, T), batch.narrow(1, 1, T));
+      if (poison) loss = loss * std::numeric_limits<float>::quiet_NaN();
+    }
+    {
+      PhaseScope range(Phase::Backward, "yocotron::backward");
+      (loss * scale).backward();
+      if (!(sync_ && last)) opt_.fold_micro_step(m == 0);
+    }
     step_loss += loss.detach().to(at::kFloat);
   }
   torch::NoGradGuard no_grad;
-  if (sync_) sync_->finish();
-  if (mesh_ && mesh_->tp > 1)  // weights shared across heads saw only this rank's heads
-    for (auto& g : opt_.groups())
-      if (g.tp_partial) mesh_->tp_group->all_reduce(g.reduce_buffer(opt_.layout().reduce_in_fp32));
-  at::Tensor norm = global_grad_norm();
-  at::Tensor found_inf = at::logical_not(at::isfinite(norm)).to(at::kFloat);
-  at::Tensor clip = at::ones({}, norm.options());
-  if (cfg_.grad_clip > 0) clip = at::clamp_max(cfg_.grad_clip / (norm + 1e-6), 1.0);
-  clip = at::where(found_inf > 0, at::ones_like(clip), clip);
-  opt_.step(lr, clip, found_inf);
+  at::Tensor norm, found_inf, clip;
+  {
+    PhaseScope range(Phase::GradSync, "yocotron::grad_sync");
+    if (sync_) sync_->finish();
+    if (mesh_ && mesh_->tp > 1)  // weights shared across heads saw only this rank's heads
+      for (auto& g : opt_.groups())
+        if (g.tp_partial) mesh_->tp_group->all_reduce(g.reduce_buffer(opt_.layout().reduce_in_fp32));
+    norm = global_grad_norm();
+    found_inf = at::logical_not(at::isfinite(norm)).to(at::kFloat);
+    clip = at::ones({}, norm.options());
+    if (cfg_.grad_clip > 0) clip = at::clamp_max(cfg_.grad_clip / (norm + 1e-6), 1.0);
+    clip = at::where(found_inf > 0, at::ones_like(clip), clip);
+  }
+  {
+    PhaseScope range(Phase::Optimizer, "yocotron::optimizer");
+    opt_.step(lr, clip, found_inf);
+  }
   skipped_total += found_inf;
   skipped_in_a_row = (skipped_in_a_row + found_inf) * found_inf;
   loss_sum += step_loss / static_cast<double>(accum);

@@ -24,6 +24,8 @@
 #include "yocotron/model_factory.h"
 #include "yocotron/mpi_env.h"
 #include "yocotron/optimizer.h"
+#include "yocotron/phase.h"
+#include "yocotron/profiler.h"
 #include "yocotron/progress.h"
 #include "yocotron/schedule.h"
 #include "yocotron/stop_signal.h"
@@ -88,6 +90,8 @@ class Trainer {
   void log_point(bool force);
   void save();
   bool too_many_skipped();
+  void maybe_start_profile();
+  void finish_profile();
   bool rank0() const { return mesh_->world_rank == 0; }
 
   Config cfg_;
@@ -115,6 +119,8 @@ class Trainer {
   Clock::time_point interval_start_, run_start_;
   double interval_tokens_ = 0;
   TestHooks hooks_;
+  std::unique_ptr<Profiler> profiler_;  // while log.profile_steps are recorded
+  int64_t profile_first_ = 0;
 };
 
 void Trainer::setup_device_and_mesh() {
@@ -145,6 +151,7 @@ void Trainer::setup_device_and_mesh() {
 }
 
 void Trainer::build_model_and_optimizer() {
+  set_phase(Phase::Build);
   Config build_cfg = cfg_;
   if (resume_) build_cfg.model.init_from.clear();  // the checkpoint's weights replace any initial ones
   model_ = build_decoder(build_cfg, TpContext{mesh_->tp_rank, mesh_->tp, mesh_->tp_group.get()});
@@ -200,6 +207,7 @@ void Trainer::open_data() {
 }
 
 void Trainer::train_step() {
+  set_phase_step(step_ + 1);
   last_lr_ = lr_at(cfg_.train, step_);
   stepper_->run([this] { return loader_->next(); }, loader_->accum_steps(), last_lr_, hooks_.nan_steps.count(step_ + 1) > 0);
   ++step_;
@@ -209,6 +217,7 @@ void Trainer::train_step() {
 }
 
 double Trainer::evaluate() {
+  PhaseScope range(Phase::Evaluation, "yocotron::evaluation");
   torch::NoGradGuard no_grad;
   const int64_t T = cfg_.data.seq_len;
   at::Tensor total = at::zeros({}, stepper_->loss_sum.options());
@@ -262,6 +271,7 @@ void Trainer::log_point(bool force) {
 void Trainer::save() {
   if (last_checkpoint_step_ == step_) return;
   if (too_many_skipped()) return;  // never from a run that is about to abort
+  set_phase(Phase::Checkpoint);
   CheckpointState st;
   st.step = step_;
   st.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
@@ -288,6 +298,27 @@ void Trainer::save() {
   interval_start_ = Clock::now();  // do not count the write as training time
 }
 
+// log.profile_steps [a, b]: the profiler records steps a..b (those of them this invocation runs).
+void Trainer::maybe_start_profile() {
+  const auto& ps = cfg_.log.profile_steps;
+  if (profiler_ || ps.size() != 2 || step_ + 1 < ps[0] || step_ + 1 > ps[1]) return;
+  profiler_ = std::make_unique<Profiler>(cuda_index_);
+  profile_first_ = step_ + 1;
+}
+
+void Trainer::finish_profile() {
+  if (!profiler_) return;
+  auto t0 = Clock::now();
+  const std::string base = (fs::path(run_dir_) / "profile" / cat("steps_", profile_first_, "-", step_, ".rank", mesh_->world_rank)).string();
+  ProfileSummary s = profiler_->finish(base + ".json", base + ".summary.txt",
+                                       cat("yocotron train: ", cfg_.model.arch, ", steps ", profile_first_, "-", step_, ", rank ",
+                                           mesh_->world_rank, " of ", mesh_->world_size, ", ", device_.str(), ", ",
+                                           cfg_.train.precision, ", micro-batch ", cfg_.train.micro_batch, " x ", cfg_.data.seq_len));
+  profiler_.reset();
+  if (rank0()) progress_.message(cat("profile of steps ", profile_first_, "-", step_, ": ", s.trace_path, " and ", base, ".summary.txt"));
+  interval_start_ += Clock::now() - t0;  // writing the trace is not training time
+}
+
 int Trainer::run() {
   setup_device_and_mesh();
   if (rank0()) {
@@ -312,12 +343,15 @@ int Trainer::run() {
   const int64_t start_step = step_;
   const bool cpu = !device_.is_cuda();
   while (step_ < cfg_.train.steps) {
+    maybe_start_profile();
     train_step();
+    if (profiler_ && step_ >= cfg_.log.profile_steps[1]) finish_profile();
     hooks_.after_step(step_, mesh_->world_rank);
     // On the CPU a device value costs nothing to read, so check the skip streak every step.
     bool abort_now = (cpu || step_ % cfg_.log.every == 0) && too_many_skipped();
     log_point(abort_now);
     if (abort_now) {
+      finish_profile();
       progress_.finish();
       log::error("aborting at step ", step_, ": ", cfg_.train.max_skipped_in_a_row,
                  " steps in a row had a non-finite loss or gradient norm (train.max_skipped_in_a_row); no checkpoint "
@@ -334,6 +368,7 @@ int Trainer::run() {
     }
     bool stop = mesh_->any_rank(stop_requested());
     bool exit_after = cfg_.train.exit_after_steps > 0 && step_ - start_step >= cfg_.train.exit_after_steps;
+    if (stop || exit_after) finish_profile();  // the steps recorded so far
     if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || stop || exit_after) {
       log_point(true);
       save();
