@@ -91,7 +91,11 @@ void check_trace(const fs::path& path) {
   CHECK(names.count("aten::silu"));
   CHECK(names.count("aten::mul"));
   CHECK(any_of(names, {"aten::softmax", "aten::_softmax", "aten::scaled_dot_product_attention"}));
-  CHECK(any_of(names, {"aten::cross_entropy_loss", "aten::nll_loss", "aten::log_softmax", "aten::_log_softmax"}));
+  // The loss (head + cross entropy in chunks) and the blocks' own autograd functions, with their ops.
+  for (const char* range : {"yocotron::linear_cross_entropy", "yocotron::norm_project", "yocotron::swiglu_down",
+                            "yocotron::norm_project_backward", "yocotron::swiglu_down_backward"})
+    CHECK(names.count(range));
+  CHECK(names.count("aten::exp"));
   for (const char* phase : {"yocotron::step", "yocotron::forward", "yocotron::backward", "yocotron::grad_sync", "yocotron::optimizer"})
     CHECK(names.count(phase));
   // Ops carry their input shapes (record_shapes).

@@ -4,6 +4,7 @@
 
 #include "yocotron/comm.h"
 #include "yocotron/fused_ops.h"
+#include "yocotron/phase.h"
 
 namespace yt {
 namespace {
@@ -74,6 +75,7 @@ struct NormProject : torch::autograd::Function<NormProject> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& residual, const c10::optional<at::Tensor>& delta,
                                const at::Tensor& norm_weight, at::TensorList weights, double eps, bool fused,
                                bool recompute, int64_t tp) {
+    PhaseScope range("yocotron::norm_project");
     const bool has_delta = delta.has_value() && delta->defined();
     NormOut n = norm_forward(residual, has_delta ? *delta : at::Tensor(), norm_weight, eps, fused);
     variable_list out;
@@ -93,6 +95,7 @@ struct NormProject : torch::autograd::Function<NormProject> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    PhaseScope range("yocotron::norm_project_backward");
     auto saved = ctx->get_saved_variables();
     const bool has_delta = ctx->saved_data["has_delta"].toBool(), fused = ctx->saved_data["fused"].toBool();
     const int64_t m = ctx->saved_data["m"].toInt();
@@ -133,6 +136,7 @@ struct NormProject : torch::autograd::Function<NormProject> {
 struct SwigluDown : torch::autograd::Function<SwigluDown> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up, const at::Tensor& down_weight,
                             bool fused, bool recompute) {
+    PhaseScope range("yocotron::swiglu_down");
     at::Tensor product = swiglu_forward(gate, up, fused);
     variable_list saved{gate, up, down_weight};
     if (!recompute) saved.push_back(product);
@@ -142,6 +146,7 @@ struct SwigluDown : torch::autograd::Function<SwigluDown> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    PhaseScope range("yocotron::swiglu_down_backward");
     auto saved = ctx->get_saved_variables();
     const bool fused = ctx->saved_data["fused"].toBool();
     const at::Tensor &gate = saved[0], &up = saved[1], &w = saved[2];

@@ -7,6 +7,7 @@
 
 #include "yocotron/comm.h"
 #include "yocotron/fused_ops.h"
+#include "yocotron/phase.h"
 
 namespace yt {
 namespace {
@@ -75,6 +76,7 @@ struct LinearCrossEntropy : torch::autograd::Function<LinearCrossEntropy> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                             int64_t tp_ptr, int64_t vocab_start, int64_t vocab_valid, int64_t chunk, bool fused,
                             bool need_grad) {
+    PhaseScope range("yocotron::linear_cross_entropy");
     auto* tp = reinterpret_cast<Communicator*>(tp_ptr);
     const int64_t N = hidden.size(0);
     at::Tensor w = weight.narrow(0, 0, vocab_valid);  // [V_valid, d]
