@@ -16,6 +16,7 @@ TEST_CASE("Fused kernels: stubs throw without CUDA kernels; CPU tensors are refu
   auto x = at::randn({4, 8}), w = at::ones({8}), rstd = at::ones({4});
   auto q = at::randn({1, 3, 2, 8}), cos = at::ones({4, 8}), sin = at::zeros({4, 8});
   auto targets = at::zeros({4}, at::kLong), a = at::zeros({4}), b = at::zeros({4}), c = at::zeros({4});
+  auto kv = at::randn({1, 3, 2, 8}).transpose(1, 2), mix = at::ones({2});
   const std::vector<std::pair<std::string, std::function<void()>>> calls = {
       {"add_rms_norm_fwd", [&] { kn::add_rms_norm_fwd(x, x, w, 1e-5); }},
       {"rms_norm_bwd", [&] { kn::rms_norm_bwd(x, x, rstd, w, at::Tensor()); }},
@@ -27,6 +28,9 @@ TEST_CASE("Fused kernels: stubs throw without CUDA kernels; CPU tensors are refu
       {"add_rms_norm", [&] { kn::add_rms_norm(x, at::Tensor(), w, 1e-5); }},
       {"rope", [&] { kn::rope(q, cos, sin, 0); }},
       {"swiglu", [&] { kn::swiglu(x, x); }},
+      {"scalar_mix_fwd", [&] { kn::scalar_mix_fwd(kv, kv, mix, 35.0); }},
+      {"scalar_mix_bwd", [&] { kn::scalar_mix_bwd(kv, kv, kv, mix, 35.0); }},
+      {"scalar_mix", [&] { kn::scalar_mix(kv, kv, mix, 35.0); }},
   };
 #ifdef YOCOTRON_WITH_CUDA
   CHECK(kn::available());

@@ -380,3 +380,206 @@ TEST_CASE("Fused kernels: cross-entropy row stats and gradient match an fp64 ref
   CHECK(at::equal(sum_exp, at::zeros({3}, on_gpu(at::kFloat))));
   CHECK(at::equal(target_logit, at::zeros({3}, on_gpu(at::kFloat))));
 }
+
+namespace {
+
+at::Tensor ref_scalar_mix(const at::Tensor& a, const at::Tensor& b, const at::Tensor& w, double scale) {
+  const auto wd = w.to(at::kDouble);
+  return scale * (wd[0] * a.to(at::kDouble) + wd[1] * b.to(at::kDouble));
+}
+
+// (grad_a, grad_b, grad_w) by fp64 autograd of ref_scalar_mix.
+std::vector<at::Tensor> ref_scalar_mix_bwd(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& b,
+                                           const at::Tensor& w, double scale) {
+  auto ad = a.to(at::kDouble).detach().requires_grad_(true), bd = b.to(at::kDouble).detach().requires_grad_(true),
+       wd = w.to(at::kDouble).detach().requires_grad_(true);
+  return torch::autograd::grad({ref_scalar_mix(ad, bd, wd, scale)}, {ad, bd, wd}, {grad.to(at::kDouble)});
+}
+
+// t's values in like's sizes and strides.
+at::Tensor in_layout_of(const at::Tensor& t, const at::Tensor& like) {
+  return at::empty_strided(like.sizes(), like.strides(), like.options()).copy_(t);
+}
+
+// Fresh values of `sizes` laid out with the dimensions in reverse order (column-major): strides unlike a
+// contiguous tensor's and unlike a heads-first view's.
+at::Tensor random_reversed(at::IntArrayRef sizes, at::ScalarType dtype) {
+  std::vector<int64_t> reversed(sizes.rbegin(), sizes.rend()), perm;
+  for (int64_t d = static_cast<int64_t>(sizes.size()) - 1; d >= 0; --d) perm.push_back(d);
+  return random(reversed, dtype).permute(perm);
+}
+
+// A non-zero weight pair, fp32, with values bf16 cannot hold exactly (the kernel must not round them).
+at::Tensor random_mix_weights() {
+  auto w = at::randn({2}, on_gpu(at::kFloat));
+  return w + at::sign(w) * 0.25 + 1e-3;
+}
+
+// a or b as the model has them ([B, H_kv, T, D] views of [B, T, H_kv, D] memory), plain contiguous ones,
+// odd element counts (vector body + scalar tail), and misaligned starts (scalar path).
+struct MixShape {
+  std::string name;
+  std::vector<int64_t> storage, perm;
+  bool misaligned;
+  at::Tensor make(at::ScalarType dtype) const { return random(storage, dtype, 1.0, misaligned).permute(perm); }
+};
+const std::vector<MixShape> kMixShapes = {
+    {"[2,4,50,64] heads-first view of [2,50,4,64]", {2, 50, 4, 64}, {0, 2, 1, 3}, false},
+    {"[3,2,7,10] contiguous", {3, 2, 7, 10}, {0, 1, 2, 3}, false},
+    {"[1,3,7,5] heads-first view, 105 elements", {1, 7, 3, 5}, {0, 2, 1, 3}, false},
+    {"[5,21] contiguous, 105 elements", {5, 21}, {0, 1}, false},
+    {"[1,3,7,5] heads-first view, misaligned", {1, 7, 3, 5}, {0, 2, 1, 3}, true},
+    {"[2,4,50,64] heads-first view, misaligned", {2, 50, 4, 64}, {0, 2, 1, 3}, true},
+};
+
+double mix_grad_w_tolerance(at::ScalarType dtype) { return dtype == at::kFloat ? 1e-5 : 1e-2; }
+
+}  // namespace
+
+TEST_CASE("Fused kernels: scalar_mix forward and backward match an fp64 reference and keep a's layout", "[gpu]") {
+  REQUIRE(kn::available());
+  at::manual_seed(18);
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (const auto& shape : kMixShapes) {
+      for (double scale : {35.0, 1.0}) {
+        INFO(c10::toString(dtype) << ", " << shape.name << ", scale " << scale);
+        const auto a = shape.make(dtype), b = shape.make(dtype);
+        REQUIRE(a.strides() == b.strides());
+        const auto w = random_mix_weights();
+        const auto sizes = a.sizes();
+
+        poison_allocator({bytes_of(sizes, dtype)});
+        const auto out = kn::scalar_mix_fwd(a, b, w, scale);
+        CHECK(out.scalar_type() == dtype);
+        CHECK(out.sizes() == sizes);
+        CHECK(out.strides() == a.strides());
+        CHECK(rel_err(out, ref_scalar_mix(a, b, w, scale)) <= tolerance(dtype));
+
+        // grad in a's layout, in another layout (copied into a's first), and expanded from one value (what
+        // .sum().backward() sends).
+        const std::vector<std::pair<std::string, at::Tensor>> grads = {
+            {"grad in a's layout", in_layout_of(random(sizes, dtype), a)},
+            {"grad column-major", random_reversed(sizes, dtype)},
+            {"grad expanded", random({1}, dtype).reshape(std::vector<int64_t>(sizes.size(), 1)).expand(sizes)}};
+        for (const auto& [grad_name, grad] : grads) {
+          INFO(grad_name);
+          poison_allocator({bytes_of(sizes, dtype), bytes_of(sizes, dtype), bytes_of({2}, at::kFloat)});
+          const auto [grad_a, grad_b, grad_w] = kn::scalar_mix_bwd(grad, a, b, w, scale);
+          const auto ref = ref_scalar_mix_bwd(grad, a, b, w, scale);
+          CHECK(grad_a.scalar_type() == dtype);
+          CHECK(grad_b.scalar_type() == dtype);
+          CHECK(grad_a.strides() == a.strides());
+          CHECK(grad_b.strides() == a.strides());
+          CHECK(grad_w.scalar_type() == at::kFloat);
+          CHECK(grad_w.sizes() == at::IntArrayRef({2}));
+          CHECK(rel_err(grad_a, ref[0]) <= tolerance(dtype));
+          CHECK(rel_err(grad_b, ref[1]) <= tolerance(dtype));
+          CHECK(rel_err(grad_w, ref[2]) <= mix_grad_w_tolerance(dtype));
+          // Fixed-order reduction: the same bits every time.
+          CHECK(at::equal(std::get<2>(kn::scalar_mix_bwd(grad, a, b, w, scale)), grad_w));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Fused kernels: scalar_mix on differing or non-dense layouts, a == b, no elements, bad inputs", "[gpu]") {
+  REQUIRE(kn::available());
+  at::manual_seed(19);
+  const double scale = 35.0;
+  const auto w = random_mix_weights();
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    INFO(c10::toString(dtype));
+    const auto heads_first = random({2, 50, 4, 64}, dtype).transpose(1, 2);
+    const auto contiguous = random({2, 4, 50, 64}, dtype);
+    // Two halves of one [..., 128] tensor: the same strides, but not dense.
+    const auto wide = random({2, 4, 50, 128}, dtype);
+    const auto sliced_a = wide.narrow(-1, 0, 64), sliced_b = wide.narrow(-1, 64, 64);
+    const std::vector<std::pair<std::string, std::pair<at::Tensor, at::Tensor>>> pairs = {
+        {"a heads-first, b contiguous", {heads_first, contiguous}},
+        {"a and b sliced", {sliced_a, sliced_b}},
+        {"a contiguous, b sliced", {contiguous, sliced_b}},
+        {"a == b", {heads_first, heads_first}}};
+    for (const auto& [name, ab] : pairs) {
+      INFO(name);
+      const auto& [a, b] = ab;
+      const auto out = kn::scalar_mix_fwd(a, b, w, scale);
+      CHECK(out.sizes() == a.sizes());
+      CHECK(rel_err(out, ref_scalar_mix(a, b, w, scale)) <= tolerance(dtype));
+      const auto grad = random_reversed(a.sizes(), dtype);
+      const auto [grad_a, grad_b, grad_w] = kn::scalar_mix_bwd(grad, a, b, w, scale);
+      const auto ref = ref_scalar_mix_bwd(grad, a, b, w, scale);
+      CHECK(rel_err(grad_a, ref[0]) <= tolerance(dtype));
+      CHECK(rel_err(grad_b, ref[1]) <= tolerance(dtype));
+      CHECK(rel_err(grad_w, ref[2]) <= mix_grad_w_tolerance(dtype));
+      CHECK(at::equal(std::get<2>(kn::scalar_mix_bwd(grad, a, b, w, scale)), grad_w));
+    }
+  }
+
+  // No elements: an empty output and a zero grad_w.
+  const auto empty = random({2, 0, 3, 8}, at::kBFloat16).transpose(1, 2);
+  CHECK(kn::scalar_mix_fwd(empty, empty, w, scale).numel() == 0);
+  const auto [ga0, gb0, gw0] = kn::scalar_mix_bwd(empty, empty, empty, w, scale);
+  CHECK(ga0.numel() == 0);
+  CHECK(gb0.numel() == 0);
+  CHECK(at::equal(gw0, at::zeros({2}, on_gpu(at::kFloat))));
+
+  // Refusals name the problem.
+  const auto x = random({2, 3, 4, 8}, at::kBFloat16);
+  CHECK_THROWS_WITH(kn::scalar_mix_fwd(x, x.to(at::kFloat), w, scale), ContainsSubstring("b is Float"));
+  CHECK_THROWS_WITH(kn::scalar_mix_fwd(x, x.narrow(3, 0, 4), w, scale), ContainsSubstring("b has shape"));
+  CHECK_THROWS_WITH(kn::scalar_mix_fwd(x, x, w.to(at::kBFloat16), scale), ContainsSubstring("w must be float32"));
+  CHECK_THROWS_WITH(kn::scalar_mix_fwd(x, x, at::ones({3}, on_gpu(at::kFloat)), scale),
+                    ContainsSubstring("w must have 2 elements"));
+  CHECK_THROWS_WITH(kn::scalar_mix_fwd(x.to(at::kHalf), x.to(at::kHalf), w, scale),
+                    ContainsSubstring("float32 or bfloat16"));
+  CHECK_THROWS_WITH(kn::scalar_mix_bwd(x.to(at::kFloat), x, x, w, scale), ContainsSubstring("grad is Float"));
+}
+
+TEST_CASE("Fused kernels: scalar_mix autograd matches fp64 autograd of the reference", "[gpu]") {
+  REQUIRE(kn::available());
+  at::manual_seed(20);
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (bool learnable : {true, false}) {  // a parameter, or a buffer that does not require grad
+      for (double scale : {35.0, 1.0}) {
+        INFO(c10::toString(dtype) << (learnable ? ", learnable w" : ", fixed w") << ", scale " << scale);
+        // Leaves in the model's layout: clone() keeps a dense tensor's strides.
+        auto a = random({2, 50, 4, 64}, dtype).transpose(1, 2).clone().requires_grad_(true);
+        auto b = random({2, 50, 4, 64}, dtype).transpose(1, 2).clone().requires_grad_(true);
+        REQUIRE(a.strides() == random({2, 50, 4, 64}, dtype).transpose(1, 2).strides());
+        auto w = random_mix_weights().requires_grad_(learnable);
+        const auto r = random({2, 4, 50, 64}, dtype);  // contiguous: not a's layout
+
+        const auto out = kn::scalar_mix(a, b, w, scale);
+        CHECK(out.strides() == a.strides());
+        (out * r).sum().backward();
+
+        auto ad = a.detach().to(at::kDouble).requires_grad_(true), bd = b.detach().to(at::kDouble).requires_grad_(true),
+             wd = w.detach().to(at::kDouble).requires_grad_(true);
+        (ref_scalar_mix(ad, bd, wd, scale) * r.to(at::kDouble)).sum().backward();
+
+        REQUIRE(a.grad().defined());
+        REQUIRE(b.grad().defined());
+        CHECK(rel_err(a.grad(), ad.grad()) <= tolerance(dtype));
+        CHECK(rel_err(b.grad(), bd.grad()) <= tolerance(dtype));
+        if (learnable) {
+          REQUIRE(w.grad().defined());
+          CHECK(w.grad().scalar_type() == at::kFloat);
+          CHECK(rel_err(w.grad(), wd.grad()) <= mix_grad_w_tolerance(dtype));
+        } else {
+          CHECK_FALSE(w.grad().defined());
+        }
+      }
+    }
+  }
+
+  // The same tensor as both inputs: its gradient is the sum of both.
+  auto x = random({2, 50, 4, 64}, at::kFloat).transpose(1, 2).clone().requires_grad_(true);
+  auto w = random_mix_weights().requires_grad_(true);
+  const auto r = random({2, 4, 50, 64}, at::kFloat);
+  (kn::scalar_mix(x, x, w, 35.0) * r).sum().backward();
+  auto xd = x.detach().to(at::kDouble).requires_grad_(true), wd = w.detach().to(at::kDouble).requires_grad_(true);
+  (ref_scalar_mix(xd, xd, wd, 35.0) * r.to(at::kDouble)).sum().backward();
+  CHECK(rel_err(x.grad(), xd.grad()) <= 1e-5);
+  CHECK(rel_err(w.grad(), wd.grad()) <= 1e-5);
+}

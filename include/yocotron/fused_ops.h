@@ -1,9 +1,9 @@
-// Fused CUDA kernels for the decoder's memory-bound steps: residual add + RMSNorm, RoPE, SwiGLU and the
-// row helpers of a chunked, vocabulary-parallel cross-entropy. Raw functions (no autograd) take and return
-// CUDA tensors and run on the current stream; the autograd-aware versions at the end call them in forward
-// and backward. All arithmetic is fp32; inputs are fp32 or bf16 and outputs come back in the input dtype.
-// This header needs no CUDA: a build without CUDA kernels has available() == false, and every function
-// then throws std::runtime_error("... built without CUDA kernels").
+// Fused CUDA kernels for the decoder's memory-bound steps: residual add + RMSNorm, RoPE, SwiGLU, the row
+// helpers of a chunked, vocabulary-parallel cross-entropy and YOCO++'s scalar K/V mixing. Raw functions
+// (no autograd) take and return CUDA tensors and run on the current stream; the autograd-aware versions at
+// the end call them in forward and backward. All arithmetic is fp32; inputs are fp32 or bf16 and outputs
+// come back in the input dtype. This header needs no CUDA: a build without CUDA kernels has
+// available() == false, and every function then throws std::runtime_error("... built without CUDA kernels").
 #pragma once
 #include <ATen/ATen.h>
 
@@ -57,6 +57,20 @@ void ce_row_stats(const at::Tensor& logits, const at::Tensor& targets, int64_t v
 void ce_grad_(at::Tensor& logits, const at::Tensor& targets, const at::Tensor& lse, int64_t vocab_start,
               double scale);
 
+// YOCO++'s scalar K/V mixing: scale * (w[0] * a + w[1] * b). a, b: same shape, dtype (fp32 or bf16) and
+// device, any strides (in the model [B, H_kv, T, D] views of [B, T, H_kv, D] memory); w: fp32, 2 elements,
+// used in fp32 (not rounded to a's dtype). One pass in fp32, rounded once to a's dtype. When a and b share
+// one dense layout (same strides, non-overlapping and dense) the result has a's strides; otherwise a and b
+// are copied to contiguous first and the result is contiguous.
+at::Tensor scalar_mix_fwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& w, double scale);
+// Its backward for grad (a's shape and dtype, any strides; copied into the inputs' layout when its strides
+// differ). Returns (grad_a, grad_b, grad_w): grad_a = scale * w[0] * grad and grad_b = scale * w[1] * grad in
+// a's dtype and the forward's output layout; grad_w = scale * (sum grad * a, sum grad * b), fp32 [2],
+// accumulated in fp32 in a fixed order (bitwise reproducible on a given GPU).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scalar_mix_bwd(const at::Tensor& grad, const at::Tensor& a,
+                                                              const at::Tensor& b, const at::Tensor& w,
+                                                              double scale);
+
 // ---- autograd-aware versions (gradients through the raw kernels) ----
 
 // Returns (sum, normed) as add_rms_norm_fwd; gradients reach residual, delta (both get grad_sum) and weight.
@@ -67,5 +81,8 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual, const
 at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, int64_t position_offset);
 // swiglu_fwd with gradients to gate and up; saves gate and up only.
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
+// scalar_mix_fwd with gradients to a, b and w (w's is computed even when w does not require it); saves a, b
+// and w.
+at::Tensor scalar_mix(const at::Tensor& a, const at::Tensor& b, const at::Tensor& w, double scale);
 
 }  // namespace yt::kernels

@@ -1,6 +1,6 @@
 // Helpers shared by the fused kernels: fp32 <-> storage conversion, 16-byte vector loads and stores,
-// deterministic warp/block reductions, dtype dispatch and the launch check. Only CUDA's own headers:
-// nvcc never sees torch.
+// deterministic warp/block reductions, the elementwise grid-stride loop, dtype dispatch and the launch
+// check. Only CUDA's own headers: nvcc never sees torch.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -129,11 +129,33 @@ __device__ __forceinline__ float block_sum(float v) {
   return block_allreduce(v, [](float a, float b) { return a + b; }, 0.f);
 }
 
+// ---- elementwise loops ----
+// Calls f(offset, Width<K>{}) over [0, n) in a grid-stride loop: K = V for the whole vectors, then K = 1
+// for the leftover elements. With V = 1 it is a plain elementwise loop.
+template <int V, typename F>
+__device__ __forceinline__ void grid_for_each(int64_t n, F&& f) {
+  const int64_t vectors = n / V, items = vectors + (n - vectors * V);
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < items; i += stride) {
+    if (i < vectors)
+      f(i * V, Width<V>{});
+    else
+      f(vectors * V + (i - vectors), Width<1>{});
+  }
+}
+
 // ---- host side ----
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+// Vectors only when every pointer is 16-byte aligned (then so is every vector offset).
+inline bool vectorisable(std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (!aligned16(p)) return false;
+  return true;
+}
 
 // Grid size for grid-stride loops: enough blocks to fill any GPU, never more than the work.
 inline unsigned grid_for(int64_t items, int threads) {

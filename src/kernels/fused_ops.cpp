@@ -24,9 +24,13 @@ namespace {
 
 using cu::DType;
 
-void check_cuda_tensor(const at::Tensor& t, const char* fn, const char* name) {
+void check_on_cuda(const at::Tensor& t, const char* fn, const char* name) {
   TORCH_CHECK(t.defined(), fn, ": ", name, " is undefined");
   TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor (got one on ", t.device(), ")");
+}
+
+void check_cuda_tensor(const at::Tensor& t, const char* fn, const char* name) {
+  check_on_cuda(t, fn, name);
   TORCH_CHECK(t.is_contiguous(), fn, ": ", name, " must be contiguous (sizes ", t.sizes(), ", strides ",
               t.strides(), ")");
 }
@@ -219,6 +223,74 @@ void ce_grad_(at::Tensor& logits, const at::Tensor& targets, const at::Tensor& l
               static_cast<float>(scale), storage_dtype(logits, fn, "logits"), current_stream(logits));
 }
 
+namespace {
+
+// x, y: same sizes and strides, and that layout non-overlapping and dense: their memory is numel consecutive
+// elements from data_ptr() on, in the same logical order for both, so the kernels walk them as flat arrays.
+bool same_dense_layout(const at::Tensor& x, const at::Tensor& y) {
+  return x.is_non_overlapping_and_dense() && x.sizes() == y.sizes() && x.strides() == y.strides();
+}
+
+// A new tensor with like's sizes, strides, dtype and device.
+at::Tensor empty_as(const at::Tensor& like) { return at::empty_strided(like.sizes(), like.strides(), like.options()); }
+
+// a, b: CUDA, same device, dtype (fp32 or bf16) and shape, any strides; w: fp32 with 2 elements on their device.
+DType check_mix_inputs(const at::Tensor& a, const at::Tensor& b, const at::Tensor& w, const char* fn) {
+  check_on_cuda(a, fn, "a");
+  const DType dtype = storage_dtype(a, fn, "a");
+  check_on_cuda(b, fn, "b");
+  TORCH_CHECK(b.device() == a.device(), fn, ": b is on ", b.device(), " but a is on ", a.device());
+  TORCH_CHECK(b.scalar_type() == a.scalar_type(), fn, ": b is ", b.scalar_type(), " but a is ", a.scalar_type());
+  TORCH_CHECK(b.sizes() == a.sizes(), fn, ": b has shape ", b.sizes(), " but a has shape ", a.sizes());
+  check_on_cuda(w, fn, "w");
+  TORCH_CHECK(w.device() == a.device(), fn, ": w is on ", w.device(), " but a is on ", a.device());
+  TORCH_CHECK(w.scalar_type() == at::kFloat, fn, ": w must be float32 (got ", w.scalar_type(), ")");
+  TORCH_CHECK(w.numel() == 2, fn, ": w must have 2 elements (got shape ", w.sizes(), ")");
+  return dtype;
+}
+
+}  // namespace
+
+at::Tensor scalar_mix_fwd(const at::Tensor& a, const at::Tensor& b, const at::Tensor& w, double scale) {
+  const char* fn = "scalar_mix_fwd";
+  const DType dtype = check_mix_inputs(a, b, w, fn);
+
+  const c10::cuda::CUDAGuard guard(a.device());
+  const bool shared = same_dense_layout(a, b);
+  const at::Tensor ac = shared ? a : a.contiguous(), bc = shared ? b : b.contiguous(), wc = w.contiguous();
+  at::Tensor out = empty_as(ac);
+  cu::scalar_mix_fwd(ac.data_ptr(), bc.data_ptr(), wc.data_ptr<float>(), out.data_ptr(), ac.numel(),
+                     static_cast<float>(scale), dtype, current_stream(a));
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scalar_mix_bwd(const at::Tensor& grad, const at::Tensor& a,
+                                                              const at::Tensor& b, const at::Tensor& w,
+                                                              double scale) {
+  const char* fn = "scalar_mix_bwd";
+  const DType dtype = check_mix_inputs(a, b, w, fn);
+  check_on_cuda(grad, fn, "grad");
+  TORCH_CHECK(grad.device() == a.device(), fn, ": grad is on ", grad.device(), " but a is on ", a.device());
+  TORCH_CHECK(grad.scalar_type() == a.scalar_type(), fn, ": grad is ", grad.scalar_type(), " but a is ",
+              a.scalar_type());
+  TORCH_CHECK(grad.sizes() == a.sizes(), fn, ": grad has shape ", grad.sizes(), " but a has shape ", a.sizes());
+
+  const c10::cuda::CUDAGuard guard(a.device());
+  const bool shared = same_dense_layout(a, b);
+  const at::Tensor ac = shared ? a : a.contiguous(), bc = shared ? b : b.contiguous(), wc = w.contiguous();
+  // grad in the inputs' layout (ac is dense, so a grad with its strides is too).
+  const at::Tensor g = grad.strides() == ac.strides() ? grad : empty_as(ac).copy_(grad);
+  const int64_t n = ac.numel();
+  const int64_t blocks = cu::scalar_mix_bwd_blocks(n, dtype);
+  at::Tensor workspace = at::empty({blocks, 2}, a.options().dtype(at::kFloat));
+  at::Tensor grad_a = empty_as(ac), grad_b = empty_as(ac);
+  at::Tensor grad_w = at::empty({2}, a.options().dtype(at::kFloat));
+  cu::scalar_mix_bwd(g.data_ptr(), ac.data_ptr(), bc.data_ptr(), wc.data_ptr<float>(), grad_a.data_ptr(),
+                     grad_b.data_ptr(), grad_w.data_ptr<float>(), workspace.data_ptr<float>(), blocks, n,
+                     static_cast<float>(scale), dtype, current_stream(a));
+  return {grad_a, grad_b, grad_w};
+}
+
 #else  // no CUDA kernels in this build
 
 namespace {
@@ -248,6 +320,13 @@ void ce_row_stats(const at::Tensor&, const at::Tensor&, int64_t, at::Tensor&, at
   unavailable("ce_row_stats");
 }
 void ce_grad_(at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, double) { unavailable("ce_grad_"); }
+at::Tensor scalar_mix_fwd(const at::Tensor&, const at::Tensor&, const at::Tensor&, double) {
+  unavailable("scalar_mix_fwd");
+}
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scalar_mix_bwd(const at::Tensor&, const at::Tensor&,
+                                                              const at::Tensor&, const at::Tensor&, double) {
+  unavailable("scalar_mix_bwd");
+}
 
 #endif
 
@@ -309,6 +388,24 @@ struct SwigluFunction : public torch::autograd::Function<SwigluFunction> {
   }
 };
 
+// Saves a, b and w; the scale travels in saved_data. w's gradient is returned whether or not w requires it
+// (autograd drops it then): it comes out of the same pass as a's and b's.
+struct ScalarMixFunction : public torch::autograd::Function<ScalarMixFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b, const at::Tensor& w,
+                            double scale) {
+    ctx->save_for_backward({a, b, w});
+    ctx->saved_data["scale"] = scale;
+    return scalar_mix_fwd(a, b, w, scale);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    auto [grad_a, grad_b, grad_w] =
+        scalar_mix_bwd(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["scale"].toDouble());
+    return {grad_a, grad_b, grad_w, at::Tensor()};
+  }
+};
+
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual, const at::Tensor& delta,
@@ -324,5 +421,9 @@ at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& si
 }
 
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) { return SwigluFunction::apply(gate, up); }
+
+at::Tensor scalar_mix(const at::Tensor& a, const at::Tensor& b, const at::Tensor& w, double scale) {
+  return ScalarMixFunction::apply(a, b, w, scale);
+}
 
 }  // namespace yt::kernels

@@ -2,7 +2,7 @@
 // ATen wrappers (fused_ops.cpp) and nvcc never share headers: nvcc does not see torch, and this header
 // does not need CUDA's. Pointers are device pointers to contiguous data; every launcher enqueues on
 // `stream`, returns without synchronising, and throws std::runtime_error naming the kernel when a
-// launch fails. Sizes of zero launch nothing.
+// launch fails. Sizes of zero launch nothing, except where a backward must still write a zero reduction.
 #pragma once
 #include <cstdint>
 
@@ -43,6 +43,23 @@ void rope_fwd(const void* x, const float* cos, const float* sin, void* out, int6
 void swiglu_fwd(const void* gate, const void* up, void* out, int64_t n, DType dtype, Stream stream);
 void swiglu_bwd(const void* grad, const void* gate, const void* up, void* grad_gate, void* grad_up, int64_t n,
                 DType dtype, Stream stream);
+
+// a, b, out: n elements in `dtype`; w: fp32 [2]. out = scale * (w[0] * a + w[1] * b), rounded once to `dtype`.
+// The pointers may be any dense layout walked as flat memory, as long as all of them share it.
+void scalar_mix_fwd(const void* a, const void* b, const float* w, void* out, int64_t n, float scale, DType dtype,
+                    Stream stream);
+
+// Rows of the fp32 workspace [blocks, 2] that scalar_mix_bwd needs for its per-block grad_w partials
+// (resident blocks on the current device, fewer for small n; >= 1).
+int64_t scalar_mix_bwd_blocks(int64_t n, DType dtype);
+
+// grad, a, b, grad_a, grad_b: n elements in `dtype`, one shared layout; w, grad_w: fp32 [2]; workspace: fp32
+// [blocks, 2] with blocks from scalar_mix_bwd_blocks. grad_a = scale * w[0] * grad, grad_b = scale * w[1] * grad;
+// grad_w = scale * (sum grad * a, sum grad * b), in fp32 and a fixed order (deterministic). n == 0 gives
+// grad_w = 0.
+void scalar_mix_bwd(const void* grad, const void* a, const void* b, const float* w, void* grad_a, void* grad_b,
+                    float* grad_w, float* workspace, int64_t blocks, int64_t n, float scale, DType dtype,
+                    Stream stream);
 
 // logits: [n, V] in `dtype` covering global columns [vocab_start, vocab_start + V); targets: int64 [n], global
 // ids; row_max, sum_exp, target_logit: fp32 [n]. A target outside the shard gives target_logit 0.

@@ -6,20 +6,6 @@
 namespace yt::kernels::cu {
 namespace {
 
-// Calls f(offset, Width<K>{}) over [0, n) in a grid-stride loop: K = V for the whole vectors, then K = 1
-// for the leftover elements. With V = 1 it is a plain elementwise loop.
-template <int V, typename F>
-__device__ __forceinline__ void grid_for_each(int64_t n, F&& f) {
-  const int64_t vectors = n / V, items = vectors + (n - vectors * V);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < items; i += stride) {
-    if (i < vectors)
-      f(i * V, Width<V>{});
-    else
-      f(vectors * V + (i - vectors), Width<1>{});
-  }
-}
-
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
 template <typename T, int V>
@@ -56,13 +42,6 @@ __global__ void __launch_bounds__(256)
     store(grad_gate + off, dg);
     store(grad_up + off, du);
   });
-}
-
-// Vectors only when every pointer is 16-byte aligned (then so is every vector offset).
-bool vectorisable(std::initializer_list<const void*> pointers) {
-  for (const void* p : pointers)
-    if (!aligned16(p)) return false;
-  return true;
 }
 
 constexpr int kThreads = 256;
