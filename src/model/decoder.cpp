@@ -84,8 +84,8 @@ at::Tensor AttentionImpl::attend(const std::vector<at::Tensor>& projected, const
   at::Tensor own_k, own_v;
   if (k_proj) own_k = apply_rope(projected[next++].view({B, T, -1, D}), cos, sin, fused).transpose(1, 2);
   if (v_proj) own_v = projected[next++].view({B, T, -1, D}).transpose(1, 2);
-  finals_k.push_back(combine_kv(plan_.k, own_k, finals_k, k_mix));
-  finals_v.push_back(combine_kv(plan_.v, own_v, finals_v, v_mix));
+  finals_k.push_back(combine_kv(plan_.k, own_k, finals_k, k_mix, fused));
+  finals_v.push_back(combine_kv(plan_.v, own_v, finals_v, v_mix, fused));
   auto out = causal_attention(q, finals_k.back(), finals_v.back(), kernel_);  // [B, h, T, D]
   out = out.transpose(1, 2).reshape({B, T, local_heads_ * D});
   return tp::reduce_from_region(o_proj(out), tp_);

@@ -1,5 +1,7 @@
 #include "yocotron/kv_mix.h"
 
+#include "yocotron/fused_ops.h"
+
 #include <torch/torch.h>
 
 #include <stdexcept>
@@ -37,11 +39,12 @@ struct ScalarMix : torch::autograd::Function<ScalarMix> {
 }  // namespace
 
 at::Tensor combine_kv(const KvSource& src, const at::Tensor& own, const std::vector<at::Tensor>& finals,
-                      const at::Tensor& weights) {
+                      const at::Tensor& weights, bool fused) {
   switch (src.kind) {
     case KvCombine::Own: return own;
     case KvCombine::Reuse: return finals.at(src.from);
     case KvCombine::ScalarMix: {
+      if (fused && own.is_cuda()) return kernels::scalar_mix(finals.at(src.from), own, weights, src.scale);
       return ScalarMix::apply(finals.at(src.from), own, weights, src.scale);
     }
     case KvCombine::VectorMix: {
