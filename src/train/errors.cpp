@@ -91,6 +91,7 @@ std::string where(Phase phase, int64_t step, const Config& cfg) {
 std::string suggestions(Phase phase, const Config& cfg, const OomContext& ctx) {
   std::vector<std::string> s;
   const std::string tp = cat("parallel.tp=", cfg.parallel.tp * 2);
+  const bool bf16 = cfg.train.precision == "bf16";
   switch (phase) {
     case Phase::Forward:
     case Phase::Backward:
@@ -108,6 +109,7 @@ std::string suggestions(Phase phase, const Config& cfg, const OomContext& ctx) {
     case Phase::GradSync:
     case Phase::Optimizer:
       if (!cfg.parallel.zero1) s.push_back(ctx.dp > 1 ? "parallel.zero1=true" : "parallel.zero1=true with several data-parallel processes");
+      if (bf16 && cfg.train.grad_accum_dtype == "fp32") s.push_back("train.grad_accum_dtype=bf16");
       s.push_back(tp);
       break;
     case Phase::Checkpoint:
