@@ -1,5 +1,6 @@
-// The profiler as a user meets it: `yocotron bench --profile` and `log.profile_steps` in
-// `yocotron train`. Real processes, real files.
+// The profiler and out-of-memory messages as a user meets them: `yocotron bench --profile`,
+// `log.profile_steps` in `yocotron train`, and a run that cannot allocate its activations.
+// Real processes, real files.
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,11 @@
 #include "catch.hpp"
 #include "dataset_fixture.h"
 #include "helpers.h"
+#include <c10/util/Exception.h>
+
+#include "yocotron/checkpoint.h"
+#include "yocotron/device.h"
+#include "yocotron/errors.h"
 #include "yocotron/str.h"
 
 using namespace yt;
@@ -156,4 +162,70 @@ TEST_CASE("train with log.profile_steps=[2,3] writes the trace and summary of st
   for (const auto& e : fs::directory_iterator(dir / "run" / "profile")) files += e.is_regular_file();
   CHECK(files == 2);
   CHECK(test::read_file(dir / "run" / "metrics.jsonl").find("\"step\":6") != std::string::npos);
+}
+
+TEST_CASE("out of memory: one line naming phase, step, micro-batch and what to try; exit 1; checkpoint kept", "[profile]") {
+  fs::path dir = test::temp_dir("oom");
+  // Room for 4096-token sequences, trained first at 16 tokens with a checkpoint after step 2.
+  std::string data = test::make_dataset(dir / "data", "train", {test::markov_tokens(140000, 64, 3)}, 64, 0x1234, 5000);
+  std::string r = recipe(dir, data);
+  std::string common = " --set model.max_seq_len=4096 --set checkpoint.every=2";
+  fs::path run = dir / "run";
+  auto first = test::run_shell("'" + test::yocotron_bin() + "' train --config " + r + " --run-dir " + run.string() + common +
+                               " --set train.exit_after_steps=2");
+  INFO(first.err);
+  REQUIRE(first.exit_code == 0);
+  fs::path ckpt = run / "checkpoints" / "step_00000002";
+  REQUIRE(fs::exists(ckpt));
+  const std::string latest = test::read_file(run / "checkpoints" / "latest");
+
+  // Resumed with 32 x 4096-token micro-batches under an 8 GiB address-space limit: the attention
+  // scores alone (32 x 4 heads x 4096 x 4096 fp32 = 8 GiB) cannot be allocated.
+  auto oom = test::run_shell("ulimit -v 8388608 && '" + test::yocotron_bin() + "' train --config " + r + " --run-dir " +
+                             run.string() + common + " --set data.seq_len=4096 --set train.micro_batch=32 --set train.global_batch=32");
+  INFO(oom.err);
+  CHECK(oom.exit_code == 1);
+  int error_lines = 0;
+  std::string error_line;
+  std::istringstream in(oom.err);
+  for (std::string line; std::getline(in, line);)
+    if (line.find("error") != std::string::npos) ++error_lines, error_line = line;
+  CHECK(error_lines == 1);
+  CHECK_THAT(error_line, ContainsSubstring("error: out of memory on cpu in the forward pass of step 3 (micro-batch 32 x 4096 tokens): tried to allocate "));
+  CHECK_THAT(error_line, ContainsSubstring(" GiB (the CPU allocator"));
+  CHECK_THAT(error_line, ContainsSubstring("; try a smaller train.micro_batch (train.global_batch stays; more accumulation steps), "
+                                           "train.recompute=selective or full, or parallel.tp=2"));
+  CHECK(oom.err.find("frame #") == std::string::npos);
+  CHECK(oom.err.find("Exception raised from") == std::string::npos);
+  CHECK_NOTHROW(verify_checkpoint(ckpt.string()));
+  CHECK(test::read_file(run / "checkpoints" / "latest") == latest);
+  CHECK(list_checkpoints((run / "checkpoints").string()).size() == 1);
+
+  // bench says the same, with its own step count.
+  auto bench = test::run_shell("ulimit -v 8388608 && '" + test::yocotron_bin() + "' bench --config " + r +
+                               " --set model.max_seq_len=4096 --set data.seq_len=4096 --set train.micro_batch=32"
+                               " --set train.global_batch=32 --warmup 1 --steps 1");
+  INFO(bench.err);
+  CHECK(bench.exit_code == 1);
+  CHECK_THAT(bench.err, ContainsSubstring("error: out of memory on cpu in the forward pass of step 1 (micro-batch 32 x 4096 tokens)"));
+  CHECK(bench.err.find("frame #") == std::string::npos);
+}
+
+TEST_CASE("LibTorch errors reach the user without their C++ backtrace", "[profile]") {
+  // The mechanism main() wraps every command in.
+  try {
+    without_backtraces([]() -> int { TORCH_CHECK(false, "the check failed: ", 42); });
+    FAIL("no exception");
+  } catch (const c10::Error&) {
+    FAIL("a c10::Error got through");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()) == "the check failed: 42");
+  }
+  try {
+    TORCH_CHECK(false, "plain");
+  } catch (const std::exception& e) {
+    CHECK(error_text(e) == "plain");  // what() adds "Exception raised from ..." and the frames
+  }
+  // A command: the CPU allocator's failure in test "out of memory: ..." above reaches the user as one
+  // line; every command runs inside without_backtraces (src/cli/main.cpp).
 }

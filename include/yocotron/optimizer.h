@@ -5,7 +5,10 @@
 // the order backward produces gradients), padded to a multiple of the data-parallel size.
 //
 // bf16 training keeps fp32 master weights, an fp32 gradient accumulator and fp32 Adam state; fp32
-// training updates the parameters in place. With ZeRO-1 each data-parallel rank keeps master weights
+// training updates the parameters in place. With train.grad_accum_dtype=bf16 there is no fp32
+// accumulator: micro-steps accumulate in the bf16 gradient buffer itself (autograd adds into the
+// .grad views), that buffer is what the data-parallel reduction reduces, the norm is taken in fp32
+// bucket by bucket, and the update reads each bucket's gradients through one fp32 scratch buffer. With ZeRO-1 each data-parallel rank keeps master weights
 // and Adam state only for its slice of every bucket, updates that slice, and the slices are
 // all-gathered back into the parameters. On CUDA with LibTorch >= 2 the update is
 // at::_fused_adamw_ (skipped on the device when the step is non-finite, no host sync); elsewhere
@@ -46,7 +49,7 @@ struct FlatGroup {
   bool tp_partial = false;  // replicated across TP ranks, each holding a partial gradient (KV mixing weights)
   at::Tensor params;        // flat compute buffer; the module's parameters are views into it
   at::Tensor grads;         // flat, compute dtype; the parameters' .grad are views into it
-  at::Tensor grad_acc;      // fp32 sum over micro-steps (bf16 groups only)
+  at::Tensor grad_acc;      // fp32 sum over micro-steps (bf16 groups, unless train.grad_accum_dtype=bf16)
   at::Tensor master;        // fp32 weights: the whole buffer, or with ZeRO-1 this rank's slices
   at::Tensor exp_avg, exp_avg_sq;
   at::Tensor step;          // fp32 scalar on the device: Adam steps taken
@@ -59,7 +62,7 @@ struct FlatGroup {
   };
   std::vector<Slot> slots;
 
-  // What gradient reductions and the update read: the fp32 accumulator when there is one.
+  // What gradient reductions read: the fp32 accumulator when there is one, else the gradients.
   at::Tensor reduce_buffer(bool reduce_in_fp32) const { return grad_acc.defined() && reduce_in_fp32 ? grad_acc : grads; }
   at::Tensor fp32_grads() const { return grad_acc.defined() ? grad_acc : grads; }
 };
@@ -71,7 +74,8 @@ class FlatAdamW {
   FlatAdamW(Decoder& model, const TrainConfig& cfg, at::ScalarType compute, OptimizerLayout layout = {});
 
   void zero_grad();
-  // Folds this micro-step's bf16 gradients of one bucket (or all) into the fp32 accumulator.
+  // Folds this micro-step's bf16 gradients of one bucket (or all) into the fp32 accumulator (a no-op
+  // where there is none: fp32 groups and train.grad_accum_dtype=bf16 accumulate in place).
   void fold_micro_step(FlatGroup& g, const Bucket& b, bool first_micro);
   void fold_micro_step(bool first_micro);
   // Sum of squared fp32 gradients this rank owns (all of them; with ZeRO-1 its slices); a device scalar.
@@ -97,12 +101,17 @@ class FlatAdamW {
 
  private:
   at::Tensor& state(FlatGroup& g, const std::string& which);
+  // bf16 gradients without an fp32 accumulator (train.grad_accum_dtype=bf16)
+  bool reads_through_scratch(const FlatGroup& g) const { return g.dtype != at::kFloat && !g.grad_acc.defined(); }
+  void step_through_scratch(FlatGroup& g, double lr, double wd, const at::Tensor& clip_coef, const at::Tensor& found_inf);
   at::Tensor owned_view(const at::Tensor& full, const Bucket& b) const;
   at::Tensor shard_view(const at::Tensor& shard, const Bucket& b) const;
   void publish_params(FlatGroup& g);  // compute params from master (+ all-gather with ZeRO-1)
   TrainConfig cfg_;
   OptimizerLayout layout_;
+  bool accumulate_in_compute_dtype_ = false;
   std::vector<FlatGroup> groups_;
+  at::Tensor grad_scratch_;  // fp32, the largest bucket or slice (train.grad_accum_dtype=bf16 only)
 };
 
 }  // namespace yt

@@ -1,7 +1,7 @@
-// What the process is doing right now: each phase of a training step is a named range in LibTorch's
-// profiler trace (yocotron::forward, yocotron::backward, ...), and the current phase and step are
-// recorded for messages that say what was being done when something failed. Setting a phase is a
-// store of an enum; a range costs nothing while no profiler is recording.
+// What the process is doing right now, for two readers: LibTorch's profiler (each phase of a training
+// step is a named range in the trace: yocotron::forward, yocotron::backward, ...) and the
+// out-of-memory message (errors.h), which names the phase and step an allocation failed in.
+// Setting a phase is a store of an enum; a range costs nothing while no profiler is recording.
 #pragma once
 #include <ATen/record_function.h>
 

@@ -14,6 +14,7 @@
 #include "yocotron/cli_args.h"
 #include "yocotron/config.h"
 #include "yocotron/device.h"
+#include "yocotron/errors.h"
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
 #include "yocotron/mesh.h"
@@ -73,14 +74,17 @@ struct ProfileRequest {
   int64_t steps = 2;
 };
 
-nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, const ProfileRequest& profile) {
+nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, const ProfileRequest& profile, OomContext& where) {
   const bool gpu = cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda_device_count() > 0);
+  if (gpu && cuda_device_count() == 0) throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
   const int cuda = gpu ? MpiEnv::get().local_rank() : -1;
   at::Device device = gpu ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
   set_current_cuda_device(cuda);
   at::ScalarType compute = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  where.device = device.str();
   set_phase(Phase::Build);
   auto mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
+  where.dp = mesh->dp;
   if (cfg.train.global_batch % (cfg.train.micro_batch * mesh->dp) != 0)
     throw ConfigError({cat("train.global_batch=", cfg.train.global_batch, " is not a multiple of train.micro_batch x ",
                            "data-parallel size = ", cfg.train.micro_batch, " x ", mesh->dp)});
@@ -173,9 +177,12 @@ int run_bench(const Args& args) {
     if (p.has("--profile") && profile.dir.empty()) throw UsageError("--profile expects a directory");
     if (profile.steps < 1) throw UsageError("--profile-steps must be >= 1");
     if (!p.has("--profile") && p.has("--profile-steps")) throw UsageError("--profile-steps needs --profile DIR");
-    auto j = bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3), profile);
-    if (j["rank"] == 0) std::cout << j.dump() << "\n";
-    return 0;
+    OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1};
+    return with_out_of_memory_message(cfg, [&] { return where; }, [&] {
+      auto j = bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3), profile, where);
+      if (j["rank"] == 0) std::cout << j.dump() << "\n";
+      return 0;
+    });
   }
   if (part == "loader") {
     std::cout << bench_loader(cfg, integer_option(p, "--steps", 200)).dump() << "\n";

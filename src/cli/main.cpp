@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "yocotron/cli_args.h"
 #include "yocotron/config.h"
+#include "yocotron/errors.h"
 #include "yocotron/str.h"
 
 namespace yt::cli {
@@ -70,5 +71,6 @@ int dispatch(const Args& argv) {
 
 int main(int argc, char** argv) {
   yt::cli::Args args(argv + 1, argv + argc);
-  return yt::run_cli(args.empty() ? "" : args[0], [&] { return yt::cli::dispatch(args); });
+  // The one place where errors become messages: LibTorch's lose their C++ backtrace on the way.
+  return yt::run_cli(args.empty() ? "" : args[0], [&] { return yt::without_backtraces([&] { return yt::cli::dispatch(args); }); });
 }

@@ -1,4 +1,4 @@
-// The MPI back end: CPU tensors, MPI collectives on a communicator of the mesh.
+// The MPI back end: CPU tensors, MPI collectives on a communicator of the mesh (bf16 included).
 #include <mpi.h>
 
 #include <stdexcept>
@@ -10,8 +10,44 @@
 namespace yt {
 namespace {
 
+// bf16 has no MPI type: two bytes, reduced by user operations that add (or compare) in fp32 and
+// round to nearest even, as a bf16 addition does.
+template <class F>
+void bf16_apply(void* in, void* inout, int* len, MPI_Datatype*) {
+  auto* a = static_cast<const c10::BFloat16*>(in);
+  auto* b = static_cast<c10::BFloat16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = c10::BFloat16(F{}(static_cast<float>(a[i]), static_cast<float>(b[i])));
+}
+struct Add {
+  float operator()(float a, float b) const { return a + b; }
+};
+struct Max {
+  float operator()(float a, float b) const { return a > b ? a : b; }
+};
+
+struct Bf16Mpi {
+  MPI_Datatype type;
+  MPI_Op sum, max;
+  Bf16Mpi() {
+    MPI_Type_contiguous(2, MPI_BYTE, &type);
+    MPI_Type_commit(&type);
+    MPI_Op_create(&bf16_apply<Add>, /*commute=*/1, &sum);
+    MPI_Op_create(&bf16_apply<Max>, /*commute=*/1, &max);
+  }
+};
+const Bf16Mpi& bf16_mpi() {
+  static const Bf16Mpi b;  // after MPI_Init: the first bf16 collective creates it
+  return b;
+}
+
+MPI_Op mpi_op(const at::Tensor& t, ReduceOp op) {
+  if (t.scalar_type() == at::kBFloat16) return op == ReduceOp::Sum ? bf16_mpi().sum : bf16_mpi().max;
+  return op == ReduceOp::Sum ? MPI_SUM : MPI_MAX;
+}
+
 MPI_Datatype mpi_type(const at::Tensor& t) {
   switch (t.scalar_type()) {
+    case at::kBFloat16: return bf16_mpi().type;
     case at::kFloat: return MPI_FLOAT;
     case at::kDouble: return MPI_DOUBLE;
     case at::kLong: return MPI_INT64_T;
@@ -62,8 +98,7 @@ class MpiCommunicator : public Communicator {
   void all_reduce(const at::Tensor& t, ReduceOp op) override {
     require_cpu(t);
     Guard g(this, "all_reduce", t);
-    check(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t),
-                        op == ReduceOp::Sum ? MPI_SUM : MPI_MAX, comm_),
+    check(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), mpi_op(t, op), comm_),
           "all_reduce");
   }
 
@@ -82,7 +117,8 @@ class MpiCommunicator : public Communicator {
     require_cpu(out);
     Guard g(this, "reduce_scatter", in);
     at::Tensor dst = overlaps(in, out) ? at::empty_like(out) : out;
-    check(MPI_Reduce_scatter_block(in.data_ptr(), dst.data_ptr(), static_cast<int>(out.numel()), mpi_type(in), MPI_SUM, comm_),
+    check(MPI_Reduce_scatter_block(in.data_ptr(), dst.data_ptr(), static_cast<int>(out.numel()), mpi_type(in),
+                                  mpi_op(in, ReduceOp::Sum), comm_),
           "reduce_scatter");
     if (!dst.is_same(out)) out.copy_(dst);
   }
@@ -97,7 +133,8 @@ class MpiCommunicator : public Communicator {
     require_cpu(t);
     MPI_Request req;
     uint64_t token = Watchdog::get().begin(describe("all_reduce", t));
-    check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), MPI_SUM, comm_, &req),
+    check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), mpi_op(t, ReduceOp::Sum),
+                         comm_, &req),
           "all_reduce");
     return std::make_unique<MpiWork>(req, token);
   }

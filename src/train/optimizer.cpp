@@ -20,7 +20,7 @@ struct Member {
 }  // namespace
 
 FlatAdamW::FlatAdamW(Decoder& model, const TrainConfig& cfg, at::ScalarType compute, OptimizerLayout layout)
-    : cfg_(cfg), layout_(layout) {
+    : cfg_(cfg), layout_(layout), accumulate_in_compute_dtype_(compute != at::kFloat && cfg.grad_accum_dtype == "bf16") {
   torch::NoGradGuard no_grad;
   const auto& specs = model->shard_specs();
   std::vector<Member> params;
@@ -83,7 +83,7 @@ FlatAdamW::FlatAdamW(Decoder& model, const TrainConfig& cfg, at::ScalarType comp
           g.params = g.dtype == at::kFloat ? g.master : g.master.to(g.dtype);
         }
         g.grads = at::zeros({total}, opts.dtype(g.dtype));
-        if (g.dtype != at::kFloat) g.grad_acc = at::zeros({total}, opts.dtype(at::kFloat));
+        if (g.dtype != at::kFloat && !accumulate_in_compute_dtype_) g.grad_acc = at::zeros({total}, opts.dtype(at::kFloat));
         g.exp_avg = at::zeros({state_size}, opts.dtype(at::kFloat));
         g.exp_avg_sq = at::zeros({state_size}, opts.dtype(at::kFloat));
         g.step = at::zeros({}, opts.dtype(at::kFloat));
@@ -97,6 +97,13 @@ FlatAdamW::FlatAdamW(Decoder& model, const TrainConfig& cfg, at::ScalarType comp
       }
     }
   }
+  // Without an fp32 accumulator the update reads each bucket's (or slice's) gradients through one
+  // fp32 scratch buffer of the largest length.
+  int64_t scratch = 0;
+  for (const auto& g : groups_)
+    if (g.dtype != at::kFloat && !g.grad_acc.defined())
+      for (const auto& b : g.buckets) scratch = std::max(scratch, owned(b).second);
+  if (scratch > 0) grad_scratch_ = at::empty({scratch}, groups_.front().master.options().dtype(at::kFloat));
 }
 
 std::pair<int64_t, int64_t> FlatAdamW::owned(const Bucket& b) const {
@@ -135,6 +142,14 @@ void FlatAdamW::fold_micro_step(bool first_micro) {
 }
 
 at::Tensor FlatAdamW::grad_norm_sq(const FlatGroup& g) const {
+  if (reads_through_scratch(g)) {  // bf16 gradients: fp32 norms bucket by bucket, no fp32 copy of the whole
+    at::Tensor total = at::zeros({}, g.grads.options().dtype(at::kFloat));
+    for (const auto& b : g.buckets) {
+      at::Tensor n = at::linalg_vector_norm(owned_view(g.grads, b), 2, at::OptionalIntArrayRef(), false, at::kFloat);
+      total += n * n;
+    }
+    return total;
+  }
   at::Tensor grads = g.reduce_buffer(layout_.reduce_in_fp32);
   if (!layout_.zero1) return grads.to(at::kFloat).pow(2).sum();
   at::Tensor total = at::zeros({}, grads.options().dtype(at::kFloat));
@@ -159,6 +174,10 @@ void FlatAdamW::step(double lr, const at::Tensor& clip_coef, const at::Tensor& f
   const double b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.eps;
   for (auto& g : groups_) {
     const double wd = g.decay ? cfg_.weight_decay : 0.0;
+    if (reads_through_scratch(g)) {
+      step_through_scratch(g, lr, wd, clip_coef, found_inf);
+      continue;
+    }
     // bf16 gradients reduced natively are read in fp32 by the update.
     if (g.grad_acc.defined() && !layout_.reduce_in_fp32) g.grad_acc.copy_(g.grads);
     std::vector<at::Tensor> w, gr, m, v;
@@ -199,6 +218,51 @@ void FlatAdamW::step(double lr, const at::Tensor& clip_coef, const at::Tensor& f
     }
     publish_params(g);
   }
+}
+
+// train.grad_accum_dtype=bf16: the gradients are bf16 and the update (at::_fused_adamw_ needs one
+// dtype for parameters, gradients and moments) reads them in fp32, one bucket (or ZeRO-1 slice) at a
+// time through the scratch buffer. The same formula as step().
+void FlatAdamW::step_through_scratch(FlatGroup& g, double lr, double wd, const at::Tensor& clip_coef, const at::Tensor& found_inf) {
+  const double b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.eps;
+  struct Piece {
+    at::Tensor w, grad, m, v;
+  };
+  std::vector<Piece> pieces;
+  for (const auto& b : g.buckets) {
+    if (layout_.zero1) {
+      pieces.push_back({shard_view(g.master, b), owned_view(g.grads, b), shard_view(g.exp_avg, b), shard_view(g.exp_avg_sq, b)});
+    } else {
+      auto whole = [&](const at::Tensor& t) { return t.narrow(0, b.begin, b.length()); };
+      pieces.push_back({whole(g.master), whole(g.grads), whole(g.exp_avg), whole(g.exp_avg_sq)});
+    }
+  }
+  auto fp32 = [&](const at::Tensor& grad) { return grad_scratch_.narrow(0, 0, grad.numel()).copy_(grad); };
+#if TORCH_VERSION_MAJOR >= 2
+  if (g.master.is_cuda()) {
+    auto inv_clip = at::reciprocal(clip_coef).to(at::kFloat).reshape({});
+    auto inf = found_inf.to(at::kFloat).reshape({});
+    g.step.add_(1.0 - inf);  // once per step; the kernel reads it
+    for (auto& p : pieces)
+      at::_fused_adamw_({p.w}, {fp32(p.grad)}, {p.m}, {p.v}, {}, {g.step}, lr, b1, b2, wd, eps, /*amsgrad=*/false,
+                        /*maximize=*/false, inv_clip, inf);
+    publish_params(g);
+    return;
+  }
+#endif
+  if (found_inf.item<double>() != 0.0) return;
+  g.step.add_(1.0);
+  const double t = g.step.item<double>();
+  const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
+  for (auto& p : pieces) {
+    auto gs = fp32(p.grad) * clip_coef.to(p.grad.device());
+    p.m.mul_(b1).add_(gs, 1.0 - b1);
+    p.v.mul_(b2).addcmul_(gs, gs, 1.0 - b2);
+    p.w.mul_(1.0 - lr * wd);
+    auto denom = (p.v.sqrt() / std::sqrt(bc2)).add_(eps);
+    p.w.addcdiv_(p.m, denom, -lr / bc1);
+  }
+  publish_params(g);
 }
 
 at::Tensor& FlatAdamW::state(FlatGroup& g, const std::string& which) {

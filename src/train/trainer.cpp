@@ -15,6 +15,7 @@
 #include "yocotron/checkpoint.h"
 #include "yocotron/dataset.h"
 #include "yocotron/device.h"
+#include "yocotron/errors.h"
 #include "yocotron/fileio.h"
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
@@ -80,6 +81,8 @@ class Trainer {
       : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)), resume_(std::move(resume)) {}
 
   int run();
+  const Config& config() const { return cfg_; }
+  OomContext oom_context() const { return {device_.str(), mesh_ ? mesh_->dp : 1}; }
 
  private:
   void setup_device_and_mesh();
@@ -452,7 +455,7 @@ int train(const RunOptions& opts) {
     for (const auto& w : warnings) log::warn("resume from ", resume->dir, ": ", w);
   }
   Trainer t(std::move(cfg), run_dir, std::move(resume));
-  return t.run();
+  return with_out_of_memory_message(t.config(), [&] { return t.oom_context(); }, [&] { return t.run(); });
 }
 
 }  // namespace
@@ -469,7 +472,7 @@ int run_training(const RunOptions& opts) {
     log::flush();
     MPI_Abort(MPI_COMM_WORLD, 2);
   } catch (const std::exception& e) {
-    log::error(e.what());
+    log::error(error_text(e));
     log::flush();
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
