@@ -20,6 +20,7 @@
 #include "yocotron/mesh.h"
 #include "yocotron/model_factory.h"
 #include "yocotron/mpi_env.h"
+#include "yocotron/ops.h"
 #include "yocotron/phase.h"
 #include "yocotron/profiler.h"
 #include "yocotron/schedule.h"
@@ -122,6 +123,13 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
                       {"overlap", cfg.parallel.overlap},
                       {"precision", compute == at::kBFloat16 ? "bf16" : "fp32"},
                       {"attention", cfg.model.attention},
+                      {"attention_kernel", attention_kernel_name(resolve_attention_kernel(
+                                               parse_attention_kernel(cfg.model.attention),
+                                               at::empty({0}, at::TensorOptions().device(device).dtype(compute))))},
+                      {"fused_kernels", model->fused_kernels()},
+                      {"recompute", cfg.train.recompute},
+                      {"loss_chunk_tokens", cfg.train.loss_chunk_tokens},
+                      {"grad_accum_dtype", cfg.train.grad_accum_dtype},
                       {"params", count_parameters(cfg.model, model->plan()).total},
                       {"micro_batch", cfg.train.micro_batch},
                       {"global_batch", cfg.train.global_batch},
