@@ -1,6 +1,7 @@
 #include "yocotron/profiler.h"
 
 #include <torch/csrc/autograd/profiler_kineto.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -177,8 +178,12 @@ ProfileSummary Profiler::finish(const std::string& trace_path, const std::string
   std::vector<Ev> evs;
   double first = 0, last = 0;
   for (const auto& k : result->events()) {
-    Ev e{k.name(), k.deviceType() == c10::DeviceType::CUDA, k.startThreadId(), static_cast<double>(k.startUs()),
-         static_cast<double>(k.durationUs())};
+#if TORCH_VERSION_MAJOR >= 2  // 2.x reports nanoseconds
+    const double start_us = static_cast<double>(k.startNs()) / 1000.0, dur_us = static_cast<double>(k.durationNs()) / 1000.0;
+#else
+    const double start_us = static_cast<double>(k.startUs()), dur_us = static_cast<double>(k.durationUs());
+#endif
+    Ev e{k.name(), k.deviceType() == c10::DeviceType::CUDA, k.startThreadId(), start_us, dur_us};
     if (evs.empty() || e.start < first) first = e.start;
     last = std::max(last, e.start + e.dur);
     evs.push_back(std::move(e));
