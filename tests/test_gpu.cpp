@@ -4,26 +4,38 @@
 #include <cmath>
 
 #include "catch.hpp"
-#include "yocotron/fused_ops.h"
-#include "yocotron/ops.h"
 #include "yocotron/decoder.h"
+#include "yocotron/fused_ops.h"
 #include "yocotron/kv_plan.h"
+#include "yocotron/ops.h"
 #include "yocotron/str.h"
 
 using namespace yt;
 
+namespace {
+
+ModelConfig gpu_model(const std::string& arch) {
+  ModelConfig m;
+  m.arch = arch;
+  m.n_layers = 4;
+  m.d_model = 256;
+  m.n_heads = 8;
+  m.n_kv_heads = 2;
+  m.d_ffn = 688;
+  m.vocab_size = 1003;
+  m.max_seq_len = 256;
+  m.init_std = 0.05;
+  m.resformer.learnable = true;
+  return m;
+}
+
+}  // namespace
+
 TEST_CASE("SDPA and math attention agree on the GPU (fp32 <= 1e-5, bf16 <= 2e-2 relative)", "[gpu]") {
   REQUIRE(torch::cuda::is_available());
   for (const auto& arch : architecture_names()) {
-    ModelConfig m;
-    m.arch = arch;
-    m.n_layers = 4;
-    m.d_model = 256;
-    m.n_heads = 8;
-    m.n_kv_heads = 2;
-    m.d_ffn = 512;
-    m.vocab_size = 1000;
-    m.max_seq_len = 256;
+    ModelConfig m = gpu_model(arch);
+    m.init_std = 0.02;
     auto tokens = at::randint(0, m.vocab_size, {4, 200}, at::kLong).cuda();
     auto run = [&](const std::string& kernel, at::ScalarType dtype) {
       ModelConfig k = m;
@@ -95,21 +107,6 @@ TEST_CASE("attention backends against math on the GPU: forward and gradients, GQ
 }
 
 namespace {
-
-ModelConfig gpu_model(const std::string& arch) {
-  ModelConfig m;
-  m.arch = arch;
-  m.n_layers = 4;
-  m.d_model = 256;
-  m.n_heads = 8;
-  m.n_kv_heads = 2;
-  m.d_ffn = 688;
-  m.vocab_size = 1003;
-  m.max_seq_len = 256;
-  m.init_std = 0.05;
-  m.resformer.learnable = true;
-  return m;
-}
 
 struct Grads {
   at::Tensor loss;

@@ -31,6 +31,21 @@ double rel_diff(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).abs().max() / (b.abs().max() + 1e-12)).item<double>();
 }
 
+// Every parameter's gradient of the TP model, assembled as the train step sees it (head-shared
+// weights summed over the group, shards gathered), against the single-process model's.
+void check_gradients(Decoder& par, Decoder& ref, const Mesh& mesh, const TpContext& ctx) {
+  auto want = ref->named_parameters();
+  const auto& specs = par->shard_specs();
+  for (auto& p : par->named_parameters()) {
+    const ShardSpec& s = specs.at(p.key());
+    at::Tensor g = p.value().grad().clone();
+    if (s.tp_partial_grad) mesh.tp_group->all_reduce(g);
+    if (s.split_dim >= 0) g = tp::gather_shards(g.contiguous(), s.split_dim, ctx).narrow(s.split_dim, 0, s.global_shape[s.split_dim]);
+    INFO(p.key());
+    CHECK(rel_diff(g, want[p.key()].grad()) <= 1e-5);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("MPI communicator: all-reduce, all-gather, reduce-scatter, broadcast", "[mpi]") {
@@ -92,16 +107,7 @@ TEST_CASE("TP=2 equals TP=1: logits, loss and every parameter's gradient (vocabu
     CHECK(std::abs(loss_par.item<double>() - loss_ref.item<double>()) <= 1e-5 * std::abs(loss_ref.item<double>()));
     loss_par.backward();
     loss_ref.backward();
-    auto want = ref->named_parameters();
-    const auto& specs = par->shard_specs();
-    for (auto& p : par->named_parameters()) {
-      const ShardSpec& s = specs.at(p.key());
-      at::Tensor g = p.value().grad().clone();
-      if (s.tp_partial_grad) mesh->tp_group->all_reduce(g);  // what the train step does
-      if (s.split_dim >= 0) g = tp::gather_shards(g.contiguous(), s.split_dim, ctx).narrow(s.split_dim, 0, s.global_shape[s.split_dim]);
-      INFO(p.key());
-      CHECK(rel_diff(g, want[p.key()].grad()) <= 1e-5);
-    }
+    check_gradients(par, ref, *mesh, ctx);
   }
 }
 
@@ -124,16 +130,7 @@ TEST_CASE("TP=2 with the chunked vocabulary-parallel loss and recomputation equa
       CHECK(std::abs(loss_par.item<double>() - loss_ref.item<double>()) <= 1e-5 * std::abs(loss_ref.item<double>()));
       loss_par.backward();
       loss_ref.backward();
-      auto want = ref->named_parameters();
-      const auto& specs = par->shard_specs();
-      for (auto& p : par->named_parameters()) {
-        const ShardSpec& s = specs.at(p.key());
-        at::Tensor g = p.value().grad().clone();
-        if (s.tp_partial_grad) mesh->tp_group->all_reduce(g);
-        if (s.split_dim >= 0) g = tp::gather_shards(g.contiguous(), s.split_dim, ctx).narrow(s.split_dim, 0, s.global_shape[s.split_dim]);
-        INFO(p.key());
-        CHECK(rel_diff(g, want[p.key()].grad()) <= 1e-5);
-      }
+      check_gradients(par, ref, *mesh, ctx);
     }
   }
 }
