@@ -1,5 +1,7 @@
 // Run under mpirun (ctest: -np 2 for [mpi], -np 4 for [mpi4]): the MPI communicator, and tensor
 // parallelism against a single-process model computed on every rank as the reference.
+#include <cmath>
+
 #include "catch.hpp"
 #include "yocotron/comm.h"
 #include "yocotron/decoder.h"
@@ -131,6 +133,39 @@ TEST_CASE("TP=2 with the chunked vocabulary-parallel loss and recomputation equa
       loss_par.backward();
       loss_ref.backward();
       check_gradients(par, ref, *mesh, ctx);
+    }
+  }
+}
+
+TEST_CASE("TP=2: the chunked vocabulary-parallel loss equals the full-logits vocabulary-parallel loss (1e-6)", "[mpi]") {
+  auto mesh = make_mesh(2, /*gpu=*/false, -1);
+  TpContext ctx{mesh->tp_rank, mesh->tp, mesh->tp_group.get()};
+  for (const char* arch : {"transformer", "yocopp"}) {
+    ModelConfig m = tp_model(arch);
+    auto tokens = at::randint(0, m.vocab_size, {3, 9}, at::detail::createCPUGenerator(5), at::kLong);
+    auto targets = at::randint(0, m.vocab_size, {3, 9}, at::detail::createCPUGenerator(6), at::kLong);
+    auto run = [&](int64_t chunk) {
+      Decoder d(m, ctx);
+      d->init_weights(3);
+      d->set_exec_options({Recompute::None, chunk});
+      auto loss = d->loss(tokens, targets);
+      loss.backward();
+      return std::make_pair(loss.item<double>(), d);
+    };
+    auto [want_loss, full] = run(0);
+    for (int64_t chunk : {4, 27}) {
+      INFO(arch << ", chunk " << chunk);
+      auto [loss, chunked] = run(chunk);
+      CHECK(std::abs(loss - want_loss) <= 1e-6 * want_loss);
+      auto want = full->named_parameters();
+      double diff_sq = 0, ref_sq = 0;
+      for (auto& p : chunked->named_parameters()) {
+        diff_sq += (p.value().grad() - want[p.key()].grad()).pow(2).sum().item<double>();
+        ref_sq += want[p.key()].grad().pow(2).sum().item<double>();
+        INFO(p.key());
+        CHECK(rel_diff(p.value().grad(), want[p.key()].grad()) <= 1e-5);
+      }
+      CHECK(std::sqrt(diff_sq / ref_sq) <= 1e-6);
     }
   }
 }
