@@ -17,6 +17,22 @@
 namespace yt {
 
 class Communicator;
+class KvCache;
+
+// What every layer of one cached forward call shares (decode.cpp): the cache, where the new tokens
+// sit, and the K/V each layer resolved, so later layers can reuse or mix them.
+struct CachedStep {
+  KvCache* cache = nullptr;
+  int64_t new_tokens = 0;       // T: tokens this call appends, at slots [cache length, + T)
+  bool last_only = false;       // layers past the early exit: queries for the last new token only
+  at::Tensor rope_table_cos, rope_table_sin;  // the model's tables [max_seq_len, D]
+  int64_t position_offset = 0;  // unpadded batch: token t sits at position offset + t
+  at::Tensor cos, sin;          // padded batch: RoPE of each new token [B, T, 1, D] (else undefined)
+  bool causal = false;          // the new tokens are the whole cache (a fresh unpadded prefill)
+  at::Tensor mask;              // otherwise: [B or 1, 1, T, slots] true where a query may attend; undefined: all
+  std::vector<at::Tensor> new_k, new_v;    // per layer: the new tokens' final K/V [B, H_kv, T, D]
+  std::vector<at::Tensor> full_k, full_v;  // per layer: K/V over every slot [B, H_kv, slots, D]
+};
 
 struct TpContext {
   int rank = 0;
@@ -55,6 +71,9 @@ class AttentionImpl : public torch::nn::Module {
   // W_O, summed over the TP group: [B, T, d].
   at::Tensor attend(const std::vector<at::Tensor>& projected, const at::Tensor& cos, const at::Tensor& sin,
                     std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v, bool fused);
+  // The same at inference (decode.cpp): the new tokens' K/V go into `step`'s cache where the plan
+  // stores them, and queries attend over every cached slot.
+  at::Tensor attend_cached(const std::vector<at::Tensor>& projected, CachedStep& step, bool fused);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   at::Tensor k_mix, v_mix;  // defined only for mixing/fusing layers
@@ -86,9 +105,11 @@ class BlockImpl : public torch::nn::Module {
   BlockImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp);
   // residual, delta: [B, T, d] (delta undefined for the first block). Returns (h, mlp_out) with
   // h = residual + delta + attention, the stream after this block being h + mlp_out.
+  // With `cached`, attention continues its KV cache (cos, sin and finals unused).
   std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& residual, const at::Tensor& delta, const at::Tensor& cos,
                                             const at::Tensor& sin, std::vector<at::Tensor>& finals_k,
-                                            std::vector<at::Tensor>& finals_v, const BlockOpOptions& opt);
+                                            std::vector<at::Tensor>& finals_v, const BlockOpOptions& opt,
+                                            CachedStep* cached = nullptr);
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
@@ -116,6 +137,14 @@ class DecoderImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& tokens);
   // Mean next-token cross entropy over every position; targets [B, T].
   at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets);
+
+  // Inference (no autograd; decode.cpp): tokens [B, T] continue every sequence at the cache's
+  // length and the cache grows by T. Returns the logits of the last position [B, vocab] (all_logits:
+  // [B, T, vocab]), over the whole vocabulary under TP. early_exit: the layers from
+  // early_exit_layer() on run for the last position only — exact, since they store no K/V.
+  at::Tensor forward_cached(const at::Tensor& tokens, KvCache& cache, bool all_logits = false, bool early_exit = false);
+  // The first layer from which no layer stores keys or values (YOCO's top half); n_layers if none.
+  int64_t early_exit_layer() const;
 
   void set_exec_options(const ExecOptions& o) { exec_ = o; }
   const ExecOptions& exec_options() const { return exec_; }

@@ -41,4 +41,11 @@ at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up, bool fused);
 // [B, H, T, D] (the SDPA backends return it laid out as [B, T, H, D], so the heads merge for free).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, AttentionKernel kernel);
 
+// Attention of q [B, H, Tq, D] over k, v [B, H_kv, Tk, D] (grouped-query as above) under an explicit
+// mask: bool, broadcastable to [B, 1, Tq, Tk], true where a query may attend (every row must allow
+// at least one key); undefined: every query sees every key (decoding one token). Used at inference,
+// where queries continue a cache. With a mask, SDPA picks its backend (flash and cuDNN take none).
+at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            AttentionKernel kernel);
+
 }  // namespace yt

@@ -116,11 +116,12 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpCo
 std::pair<at::Tensor, at::Tensor> BlockImpl::forward(const at::Tensor& residual, const at::Tensor& delta,
                                                      const at::Tensor& cos, const at::Tensor& sin,
                                                      std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v,
-                                                     const BlockOpOptions& opt) {
+                                                     const BlockOpOptions& opt, CachedStep* cached) {
   auto a = norm_project(residual, delta, input_layernorm->weight, eps_, self_attn->input_weights(), opt);
   const at::Tensor x = delta.defined() ? a[0] : residual;  // the stream entering this block
   std::vector<at::Tensor> projected(a.begin() + (delta.defined() ? 1 : 0), a.end());
-  at::Tensor attn = self_attn->attend(projected, cos, sin, finals_k, finals_v, opt.fused);
+  at::Tensor attn = cached ? self_attn->attend_cached(projected, *cached, opt.fused)
+                           : self_attn->attend(projected, cos, sin, finals_k, finals_v, opt.fused);
   // h = x + attn; gate and up from RMSNorm(h).
   auto m = norm_project(x, attn, post_attention_layernorm->weight, eps_, {mlp->gate_proj->weight, mlp->up_proj->weight}, opt);
   return {m[0], mlp->forward(m[1], m[2], opt)};

@@ -109,7 +109,8 @@ at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up, bool fused) {
 
 namespace {
 
-at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+// hidden: bool, broadcastable to the scores [B, H, Tq, Tk], true where a key is masked out.
+at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& hidden) {
   int64_t B = k.size(0), Hkv = k.size(1), T = k.size(2), D = k.size(3);
   int64_t group = q.size(1) / Hkv;
   auto expand = [&](const at::Tensor& t) {
@@ -117,10 +118,14 @@ at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Te
     return t.unsqueeze(2).expand({B, Hkv, group, T, D}).reshape({B, Hkv * group, T, D});
   };
   auto scores = at::matmul(q, expand(k).transpose(-2, -1)).to(at::kFloat) / std::sqrt(static_cast<double>(D));
-  auto mask = at::ones({T, T}, q.options().dtype(at::kBool)).triu(1);
-  scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  if (hidden.defined()) scores = scores.masked_fill(hidden, -std::numeric_limits<float>::infinity());
   auto probs = at::softmax(scores, -1).to(q.scalar_type());
   return at::matmul(probs, expand(v));
+}
+
+at::Tensor math_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t T = k.size(2);
+  return math_attention(q, k, v, at::ones({T, T}, q.options().dtype(at::kBool)).triu(1));
 }
 
 #if TORCH_VERSION_MAJOR >= 2
@@ -161,7 +166,7 @@ at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, AttentionKernel kernel) {
   kernel = resolve_attention_kernel(kernel, q);
-  if (kernel == AttentionKernel::Math) return math_attention(q, k, v);
+  if (kernel == AttentionKernel::Math) return math_causal_attention(q, k, v);
 #if TORCH_VERSION_MAJOR >= 2
   if (kernel == AttentionKernel::Sdpa) return sdpa(q, k, v);
   if (!q.is_cuda())
@@ -177,6 +182,23 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 #else
   throw std::runtime_error(std::string("model.attention=") + attention_kernel_name(kernel) +
                            " needs LibTorch >= 2 (this build has " TORCH_VERSION ")");
+#endif
+}
+
+at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            AttentionKernel kernel) {
+  if (kernel == AttentionKernel::Auto && q.size(2) == 1 && !mask.defined()) kernel = AttentionKernel::Sdpa;
+  kernel = resolve_attention_kernel(kernel, q);
+  const at::Tensor hidden = mask.defined() ? mask.logical_not() : at::Tensor();
+  if (kernel == AttentionKernel::Math || !sdpa_available()) return math_attention(q, k, v, hidden);
+#if TORCH_VERSION_MAJOR >= 2
+  const bool gqa = k.size(1) != q.size(1);
+  if (mask.defined() || kernel == AttentionKernel::Sdpa)
+    return at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false, std::nullopt, gqa);
+  OnlySdpaBackend only(kernel);
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/false, std::nullopt, gqa);
+#else
+  return math_attention(q, k, v, hidden);
 #endif
 }
 

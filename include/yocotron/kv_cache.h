@@ -1,0 +1,48 @@
+// Decode-time keys and values, allocated as the KV plan says: a layer whose plan caches K (or V)
+// owns a buffer [B, H_cached / tp, capacity, D]; a layer that reuses or derives its keys and values
+// from other layers (YOCO's top half, FusedKV, SkipV1Former's borrowed heads) stores nothing. So
+// the bytes allocated per token are the plan's kv_cache_bytes_per_token. The sequences of a batch
+// are left-padded to one length: sequence b's first pad[b] slots hold no token.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "yocotron/kv_plan.h"
+
+namespace yt {
+
+class KvCache {
+ public:
+  KvCache(const KvPlan& plan, int64_t head_dim, int tp_size, int64_t batch, int64_t capacity,
+          const at::TensorOptions& options, std::vector<int64_t> pad = {});
+
+  int64_t batch() const { return batch_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t length() const { return length_; }  // slots filled, the same for every sequence
+  int64_t bytes() const;                      // bytes allocated for keys and values
+
+  bool padded() const { return padded_; }
+  const std::vector<int64_t>& pad() const { return pad_; }
+  const at::Tensor& pad_tensor() const { return pad_tensor_; }  // [B] int64 on the cache's device
+
+  bool stores_k(int layer) const { return k_[layer].defined(); }
+  bool stores_v(int layer) const { return v_[layer].defined(); }
+  // Layer `layer`'s stored keys / values for slots [0, n): views [B, H, n, D].
+  at::Tensor keys(int layer, int64_t n) const { return k_[layer].narrow(2, 0, n); }
+  at::Tensor values(int layer, int64_t n) const { return v_[layer].narrow(2, 0, n); }
+  // Writes [B, H, T, D] into slots [length(), length() + T); advance() makes them part of the cache
+  // once every layer has written.
+  void write_k(int layer, const at::Tensor& k) { k_[layer].narrow(2, length_, k.size(2)).copy_(k); }
+  void write_v(int layer, const at::Tensor& v) { v_[layer].narrow(2, length_, v.size(2)).copy_(v); }
+  void advance(int64_t tokens);
+
+ private:
+  int64_t batch_, capacity_, length_ = 0;
+  bool padded_ = false;
+  std::vector<int64_t> pad_;
+  at::Tensor pad_tensor_;
+  std::vector<at::Tensor> k_, v_;  // per layer; undefined where the layer stores none
+};
+
+}  // namespace yt

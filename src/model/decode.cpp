@@ -1,0 +1,144 @@
+// The decoder at inference: one forward call continues a KV cache (prefill: the whole prompt;
+// decode: one token per sequence). Layers reuse Block::forward; only attention differs from
+// training: new K/V are written where the plan stores them, and every other layer's K/V over all
+// slots is rebuilt from the stored ones by the same combine rules as in training (kv_mix.h).
+#include <algorithm>
+
+#include "yocotron/decoder.h"
+#include "yocotron/kv_cache.h"
+#include "yocotron/kv_mix.h"
+#include "yocotron/str.h"
+#include "yocotron/tp_ops.h"
+
+namespace yt {
+namespace {
+
+// RoPE with per-token tables: x [B, T, H, D], cos/sin [B, T, 1, D] (fp32).
+at::Tensor rope_per_token(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(3) / 2;
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  auto rotated = at::cat({-x2, x1}, -1);
+  return x * cos.to(x.scalar_type()) + rotated * sin.to(x.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected, CachedStep& step, bool fused) {
+  const int64_t B = projected[0].size(0), T = projected[0].size(1), D = head_dim_;
+  const int layer = plan_.layer;
+  KvCache& cache = *step.cache;
+  const int64_t slots = cache.length() + step.new_tokens;
+  // [B, T, h, D] -> RoPE at the positions of these T tokens (the last T of the call's new tokens).
+  auto rope = [&](const at::Tensor& x) {
+    if (step.cos.defined())
+      return rope_per_token(x, step.cos.narrow(1, step.new_tokens - T, T), step.sin.narrow(1, step.new_tokens - T, T));
+    return apply_rope(x, step.rope_table_cos, step.rope_table_sin, fused, step.position_offset + step.new_tokens - T);
+  };
+  auto q = rope(projected[0].view({B, T, local_heads_, D})).transpose(1, 2);  // [B, h, T, D]
+  size_t next = 1;
+  at::Tensor own_k, own_v;
+  if (k_proj) own_k = rope(projected[next++].view({B, T, -1, D})).transpose(1, 2);
+  if (v_proj) own_v = projected[next++].view({B, T, -1, D}).transpose(1, 2);
+
+  // This layer's K (or V) over every slot, storing the new tokens' part where the plan says.
+  auto resolve = [&](const KvSource& src, const at::Tensor& own, std::vector<at::Tensor>& news,
+                     std::vector<at::Tensor>& fulls, const at::Tensor& mix, bool is_k) {
+    const bool stores = is_k ? cache.stores_k(layer) : cache.stores_v(layer);
+    TORCH_CHECK(!(stores && step.last_only), "early exit past a layer that stores K/V (layer ", layer, ")");
+    at::Tensor fresh = step.last_only ? at::Tensor() : combine_kv(src, own, news, mix, fused);  // [B, H_kv, T, D]
+    news.push_back(fresh);
+    at::Tensor full;
+    if (stores) {
+      // A spliced layer stores only its own heads; the borrowed ones stay in their layer's cache.
+      const at::Tensor& stored = src.kind == KvCombine::HeadSplice ? own : fresh;
+      if (is_k) cache.write_k(layer, stored);
+      else cache.write_v(layer, stored);
+      at::Tensor all = is_k ? cache.keys(layer, slots) : cache.values(layer, slots);
+      full = src.kind == KvCombine::HeadSplice ? combine_kv(src, all, fulls, mix, fused) : all;
+    } else {
+      full = combine_kv(src, at::Tensor(), fulls, mix, fused);
+    }
+    fulls.push_back(full);
+    return full;
+  };
+  at::Tensor k = resolve(plan_.k, own_k, step.new_k, step.full_k, k_mix, true);
+  at::Tensor v = resolve(plan_.v, own_v, step.new_v, step.full_v, v_mix, false);
+
+  at::Tensor out;  // [B, h, T, D]
+  if (step.causal && !step.last_only) {
+    out = causal_attention(q, k, v, kernel_);
+  } else {
+    at::Tensor mask = step.mask;
+    if (mask.defined() && step.last_only) mask = mask.narrow(2, mask.size(2) - 1, 1);
+    out = masked_attention(q, k, v, mask, kernel_);
+  }
+  out = out.transpose(1, 2).reshape({B, T, local_heads_ * D});
+  return tp::reduce_from_region(o_proj(out), tp_);
+}
+
+int64_t DecoderImpl::early_exit_layer() const {
+  int64_t first = static_cast<int64_t>(plan_.layers.size());
+  while (first > 0 && plan_.layers[first - 1].cached_k_heads == 0 && plan_.layers[first - 1].cached_v_heads == 0) --first;
+  return first;
+}
+
+at::Tensor DecoderImpl::forward_cached(const at::Tensor& tokens, KvCache& cache, bool all_logits, bool early_exit) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == cache.batch(), "forward_cached: tokens must be [", cache.batch(),
+              ", T]");
+  const int64_t B = tokens.size(0), T = tokens.size(1), past = cache.length(), slots = past + T;
+  if (T < 1) throw std::invalid_argument("forward_cached: no tokens");
+  if (slots > cache.capacity())
+    throw std::out_of_range(cat("KV cache: ", slots, " tokens exceed its capacity of ", cache.capacity()));
+  const int64_t min_pad = *std::min_element(cache.pad().begin(), cache.pad().end());
+  if (slots - min_pad > cfg_.max_seq_len)
+    throw std::out_of_range(cat("a sequence of ", slots - min_pad, " tokens exceeds model.max_seq_len=", cfg_.max_seq_len));
+
+  CachedStep step;
+  step.cache = &cache;
+  step.new_tokens = T;
+  step.rope_table_cos = rope_cos_;
+  step.rope_table_sin = rope_sin_;
+  step.position_offset = past;
+  const auto dev = tokens.device();
+  if (cache.padded()) {
+    // Sequence b's slot s holds position s - pad[b]; padding slots (negative) take position 0.
+    auto slot = at::arange(past, slots, at::TensorOptions().dtype(at::kLong).device(dev));  // [T]
+    auto pos = (slot.unsqueeze(0) - cache.pad_tensor().unsqueeze(1)).clamp_min(0);           // [B, T]
+    step.cos = rope_cos_.index_select(0, pos.reshape({-1})).view({B, T, 1, -1});
+    step.sin = rope_sin_.index_select(0, pos.reshape({-1})).view({B, T, 1, -1});
+    // Query slot s sees keys j in [pad[b], s]; a padding query sees itself only, so no row is empty.
+    auto key = at::arange(slots, at::TensorOptions().dtype(at::kLong).device(dev));  // [slots]
+    auto q = slot.view({1, T, 1}), j = key.view({1, 1, slots}), pad = cache.pad_tensor().view({B, 1, 1});
+    step.mask = ((j <= q) & ((j >= pad) | (j == q))).unsqueeze(1);  // [B, 1, T, slots]
+  } else if (past == 0) {
+    step.causal = true;
+  } else if (T > 1) {
+    auto q = at::arange(past, slots, at::TensorOptions().dtype(at::kLong).device(dev)).view({T, 1});
+    step.mask = (at::arange(slots, q.options()).view({1, slots}) <= q).view({1, 1, T, slots});
+  }
+
+  BlockOpOptions opt;
+  opt.fused = fused_;
+  opt.tp = tp_.size > 1 ? tp_.comm : nullptr;
+  const int64_t exit_at = early_exit && !all_logits ? early_exit_layer() : static_cast<int64_t>(layers->size());
+  at::Tensor x = tp::embedding(tokens, embed_tokens->weight, tp_), delta;  // [B, T, d]
+  std::vector<at::Tensor> unused_k, unused_v;
+  for (int64_t i = 0; i < static_cast<int64_t>(layers->size()); ++i) {
+    if (i == exit_at && T > 1) {
+      // Only the last position's output is wanted and no later layer writes the cache.
+      x = x.narrow(1, T - 1, 1);
+      delta = delta.narrow(1, T - 1, 1);
+    }
+    step.last_only = i >= exit_at && T > 1;
+    std::tie(x, delta) = layers[i]->as<Block>()->forward(x, delta, {}, {}, unused_k, unused_v, opt, &step);
+  }
+  cache.advance(T);
+  at::Tensor hidden = add_rms_norm(x, delta, norm->weight, cfg_.norm_eps, fused_).second;  // [B, T or 1, d]
+  if (!all_logits) hidden = hidden.select(1, hidden.size(1) - 1);                         // [B, d]
+  at::Tensor logits = lm_head(hidden);
+  if (tp_.size > 1) logits = tp::gather_shards(logits, logits.dim() - 1, tp_);
+  return logits.narrow(-1, 0, cfg_.vocab_size);
+}
+
+}  // namespace yt

@@ -1,0 +1,43 @@
+#include "yocotron/kv_cache.h"
+
+#include <stdexcept>
+
+#include "yocotron/str.h"
+
+namespace yt {
+
+KvCache::KvCache(const KvPlan& plan, int64_t head_dim, int tp_size, int64_t batch, int64_t capacity,
+                 const at::TensorOptions& options, std::vector<int64_t> pad)
+    : batch_(batch), capacity_(capacity), pad_(std::move(pad)) {
+  if (batch < 1 || capacity < 1) throw std::invalid_argument(cat("KvCache: batch ", batch, " and capacity ", capacity, " must be >= 1"));
+  if (pad_.empty()) pad_.assign(batch, 0);
+  if (static_cast<int64_t>(pad_.size()) != batch) throw std::invalid_argument("KvCache: one padding length per sequence");
+  for (int64_t p : pad_) {
+    if (p < 0 || p >= capacity) throw std::invalid_argument(cat("KvCache: padding ", p, " outside [0, ", capacity, ")"));
+    padded_ = padded_ || p > 0;
+  }
+  pad_tensor_ = at::tensor(pad_, at::TensorOptions().dtype(at::kLong)).to(options.device());
+  for (const auto& lp : plan.layers) {
+    auto buffer = [&](int heads) {
+      return heads > 0 ? at::empty({batch, heads / tp_size, capacity, head_dim}, options) : at::Tensor();
+    };
+    k_.push_back(buffer(lp.cached_k_heads));
+    v_.push_back(buffer(lp.cached_v_heads));
+  }
+}
+
+int64_t KvCache::bytes() const {
+  int64_t total = 0;
+  for (const auto* list : {&k_, &v_})
+    for (const auto& t : *list)
+      if (t.defined()) total += t.numel() * static_cast<int64_t>(t.element_size());
+  return total;
+}
+
+void KvCache::advance(int64_t tokens) {
+  if (tokens < 0 || length_ + tokens > capacity_)
+    throw std::out_of_range(cat("KV cache: ", length_, " + ", tokens, " tokens exceed its capacity of ", capacity_));
+  length_ += tokens;
+}
+
+}  // namespace yt
