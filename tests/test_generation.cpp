@@ -3,8 +3,13 @@
 // against the KV plan's figure, for every architecture.
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
 #include "catch.hpp"
 #include "dataset_fixture.h"
+#include "helpers.h"
+#include "yocotron/config.h"
 #include "yocotron/decoder.h"
 #include "yocotron/generation.h"
 #include "yocotron/kv_cache.h"
@@ -219,4 +224,39 @@ TEST_CASE("generate rejects empty prompts and prompts that do not fit max_seq_le
   o.max_new_tokens = 10;
   CHECK_THROWS_WITH(generate(d, {{}}, o), ContainsSubstring("empty prompt"));
   CHECK_THROWS_WITH(generate(d, {std::vector<int64_t>(25, 1)}, o), ContainsSubstring("model.max_seq_len=32"));
+}
+
+TEST_CASE("bench --part decode and prefill on the CPU: KV bytes from the plan, then compare --inference draws them", "[generate]") {
+  auto dir = test::temp_dir("bench_inference");
+  std::string lines;
+  for (const char* arch : {"transformer", "yocopp"}) {
+    auto decode = test::run_yocotron(std::string("bench --config ") + test::source_dir() + "/recipes/tiny/" + arch +
+                                     ".yaml --part decode --lengths 12,20 --batch 3");
+    REQUIRE(decode.exit_code == 0);
+    auto j = nlohmann::json::parse(decode.out);
+    ModelConfig m = load_config(test::source_dir() + "/recipes/tiny/" + std::string(arch) + ".yaml").model;
+    const int64_t per_token = make_kv_plan(m).kv_cache_bytes_per_token(m.head_dim(), 4);  // fp32 on the CPU
+    CHECK(j["kv_bytes_per_token"] == per_token);
+    REQUIRE(j["results"].size() == 2);
+    CHECK(j["results"][0]["kv_cache_bytes"] == 3 * (5 + 12) * per_token);
+    CHECK(j["results"][1]["kv_cache_bytes"] == 3 * (5 + 20) * per_token);
+    CHECK(j["results"][1]["tokens_per_s"].get<double>() > 0);
+    auto prefill = test::run_yocotron(std::string("bench --config ") + test::source_dir() + "/recipes/tiny/" + arch +
+                                      ".yaml --part prefill --lengths 16,32 --batch 1 --repeats 1");
+    REQUIRE(prefill.exit_code == 0);
+    CHECK(nlohmann::json::parse(prefill.out)["results"].size() == 2);
+    lines += decode.out + prefill.out;
+  }
+  test::write_file(dir / "inference.jsonl", lines);
+  auto drawn = test::run_yocotron("compare --inference " + (dir / "inference.jsonl").string() + " --out " + (dir / "out").string());
+  REQUIRE(drawn.exit_code == 0);
+  for (const char* f : {"prefill.svg", "inference.md", "inference.csv"}) CHECK(std::filesystem::exists(dir / "out" / f));
+  CHECK_THAT(test::read_file(dir / "out" / "inference.md"), ContainsSubstring("| yocopp | decode | 20 | 3 |"));
+  // Bad input: a bench line of another part is skipped, a line that is not JSON is named by file and line.
+  test::write_file(dir / "bad.jsonl", lines + "{oops\n");
+  auto bad = test::run_yocotron("compare --inference " + (dir / "bad.jsonl").string() + " --out " + (dir / "o2").string());
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.err, ContainsSubstring("bad.jsonl:5: not a bench prefill/decode result"));
+  auto usage = test::run_yocotron("bench --config " + test::source_dir() + "/recipes/tiny/yocopp.yaml --part decode --batch 0");
+  CHECK(usage.exit_code == 2);
 }

@@ -6,6 +6,7 @@
 #include "catch.hpp"
 #include "yocotron/decoder.h"
 #include "yocotron/fused_ops.h"
+#include "yocotron/kv_cache.h"
 #include "yocotron/kv_plan.h"
 #include "yocotron/ops.h"
 #include "yocotron/str.h"
@@ -175,6 +176,44 @@ TEST_CASE("fused kernels, chunked loss and recomputation are as accurate as the 
       INFO("bf16 distance to fp32: fused " << distance(got16, ref32) << ", plain " << plain16_error);
       CHECK(distance(got16, ref32) <= 1.25 * plain16_error + 1e-3);
       CHECK(std::abs(got16.loss.item<double>() - ref32.loss.item<double>()) <= 2e-2 * ref32.loss.item<double>());
+    }
+  }
+}
+
+TEST_CASE("cached inference on the GPU equals the full forward (fused kernels, every attention backend, every architecture)", "[gpu]") {
+  REQUIRE(torch::cuda::is_available());
+  torch::NoGradGuard no_grad;
+  for (const auto& arch : architecture_names()) {
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      ModelConfig m = gpu_model(arch);
+      m.fused_kernels = true;
+      Decoder model(m);
+      model->init_weights(3);
+      model->to(at::kCUDA, dtype);
+      auto tokens = at::randint(0, m.vocab_size, {3, 150}, at::kLong).cuda();
+      // Reference: the training forward, plain ops, math attention, fp32.
+      ModelConfig plain_cfg = m;
+      plain_cfg.fused_kernels = false;
+      plain_cfg.attention = "math";
+      Decoder plain(plain_cfg);
+      plain->load_global_state(model->global_state(), "test");
+      plain->to(at::kCUDA, at::kFloat);
+      const at::Tensor want = plain->forward(tokens).to(at::kFloat);  // [3, 150, V]
+      const double tol = dtype == at::kFloat ? 1e-4 : 3e-2;
+      auto rel = [](const at::Tensor& got, const at::Tensor& ref) {
+        return ((got.to(at::kFloat) - ref).norm() / ref.norm()).item<double>();
+      };
+      INFO(arch << " " << c10::toString(dtype));
+      KvCache cache(model->plan(), m.head_dim(), 1, 3, 150, tokens.options().dtype(dtype));
+      CHECK(rel(model->forward_cached(tokens.narrow(1, 0, 120), cache, true), want.narrow(1, 0, 120)) <= tol);
+      for (int64_t t = 120; t < 150; ++t) CHECK(rel(model->forward_cached(tokens.narrow(1, t, 1), cache), want.select(1, t)) <= tol);
+      KvCache early(model->plan(), m.head_dim(), 1, 3, 150, tokens.options().dtype(dtype));
+      CHECK(rel(model->forward_cached(tokens.narrow(1, 0, 149), early, false, true), want.select(1, 148)) <= tol);
+      // A left-padded batch: the second sequence alone.
+      KvCache padded(model->plan(), m.head_dim(), 1, 2, 64, tokens.options().dtype(dtype), {0, 20});
+      auto batch = tokens.narrow(0, 0, 2).narrow(1, 0, 60);
+      auto lp = model->forward_cached(batch, padded, true);
+      CHECK(rel(lp[1].narrow(0, 20, 40), plain->forward(tokens.narrow(0, 1, 1).narrow(1, 20, 40))[0].to(at::kFloat)) <= tol);
     }
   }
 }

@@ -21,6 +21,9 @@ struct OomContext {
   int64_t dp = 1;      // data-parallel size
 };
 
+// Whether `e` is an allocation failure: CUDA's caching allocator, LibTorch's CPU allocator, std::bad_alloc.
+bool is_out_of_memory(const std::exception& e);
+
 // When `e` is an out-of-memory error (CUDA's caching allocator, LibTorch's CPU allocator,
 // std::bad_alloc), the one-line message for it, without "error: ":
 //   out of memory on cuda:0 in the backward pass of step 1 (micro-batch 16 x 2048 tokens): tried to

@@ -3,6 +3,7 @@
 //     model on random tokens, at its micro/global batch and precision, on the GPU when there is one.
 //     Under mpirun it runs on the DP x TP mesh (parallel.tp), exactly as `yocotron train` steps.
 //   --part loader: how fast the training loader produces the recipe's micro-batches.
+//   --part prefill|decode: inference latency and throughput with the KV cache (bench_inference.h).
 //   --profile DIR: after the timed steps, --profile-steps more under LibTorch's profiler; each rank
 //     writes DIR/bench.rank<R>.json (Chrome/Perfetto trace) and DIR/bench.rank<R>.summary.txt.
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bench_inference.h"
 #include "commands.h"
 #include "yocotron/cli_args.h"
 #include "yocotron/config.h"
@@ -68,6 +70,40 @@ nlohmann::json bench_loader(const Config& cfg, int64_t steps) {
           {"samples_per_s", samples / secs},
           {"tokens_per_s", samples * static_cast<double>(cfg.data.seq_len) / secs},
           {"seconds", secs}};
+}
+
+std::vector<int64_t> lengths_option(const ArgParser& p, const std::vector<int64_t>& fallback) {
+  if (!p.has("--lengths")) return fallback;
+  std::vector<int64_t> out;
+  for (const auto& item : split(p.get("--lengths"), ',')) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoll(item, &used));
+      if (used != item.size() || out.back() < 1) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw UsageError("--lengths expects positive integers separated by commas, found '" + p.get("--lengths") + "'");
+    }
+  }
+  if (out.empty()) throw UsageError("--lengths is empty");
+  return out;
+}
+
+InferenceBenchOptions inference_options(const ArgParser& p, const std::string& part) {
+  InferenceBenchOptions o;
+  o.lengths = lengths_option(p, part == "prefill" ? std::vector<int64_t>{2048, 4096, 8192, 16384, 32768}
+                                                  : std::vector<int64_t>{2048, 4096, 8192});
+  std::string batch = p.get("--batch", "max");
+  o.batch = batch == "max" ? 0 : integer_option(p, "--batch", 0);
+  o.max_batch = integer_option(p, "--max-batch", o.max_batch);
+  o.prompt_tokens = integer_option(p, "--prompt-tokens", o.prompt_tokens);
+  o.sample_steps = integer_option(p, "--sample-steps", 0);
+  o.repeats = integer_option(p, "--repeats", o.repeats);
+  if (batch != "max" && o.batch < 1) throw UsageError("--batch must be a positive integer or max, found '" + batch + "'");
+  if (o.max_batch < 1) throw UsageError("--max-batch must be >= 1");
+  if (o.prompt_tokens < 1) throw UsageError("--prompt-tokens must be >= 1");
+  if (o.sample_steps < 0 || o.sample_steps == 1) throw UsageError("--sample-steps must be 0 (every step) or >= 2");
+  if (o.repeats < 1) throw UsageError("--repeats must be >= 1");
+  return o;
 }
 
 struct ProfileRequest {
@@ -169,13 +205,24 @@ int run_bench(const Args& args) {
   ArgParser p("bench", "Measure throughput and print one JSON line of figures.");
   p.option("--config", "RECIPE", "the recipe to measure")
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
-      .option("--part", "train|loader", "train (default): training steps on random tokens; loader: the data loader alone")
+      .option("--part", "train|loader|prefill|decode",
+              "train (default): training steps on random tokens; loader: the data loader alone; prefill: time to "
+              "first token per prompt length; decode: generation throughput with the KV cache")
       .option("--steps", "N", "timed optimizer steps (default 20 for train, 200 for loader)")
       .option("--warmup", "N", "untimed steps first (train; default 3)")
       .option("--profile", "DIR",
               "after the timed steps, record --profile-steps more with LibTorch's profiler: DIR/bench.rank<R>.json "
               "(Chrome/Perfetto trace) and DIR/bench.rank<R>.summary.txt (top ops or kernels) per rank")
-      .option("--profile-steps", "N", "steps recorded by --profile (default 2)");
+      .option("--profile-steps", "N", "steps recorded by --profile (default 2)")
+      .option("--lengths", "N,N,...",
+              "prefill: prompt lengths (default 2048,4096,8192,16384,32768); decode: tokens generated per sequence "
+              "(default 2048,4096,8192)")
+      .option("--batch", "N|max", "prefill/decode: this batch only, or max (default): batch 1 and the largest that fits")
+      .option("--max-batch", "N", "prefill/decode: ceiling of the batch search (default 4096)")
+      .option("--prompt-tokens", "N", "decode: prompt length (default 5)")
+      .option("--sample-steps", "K",
+              "decode: time steps at K cache lengths and integrate, instead of timing every step (default 0: every step)")
+      .option("--repeats", "N", "prefill: timed runs per point, the median reported (default 3)");
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   Config cfg = load_config(p.get("--config"), p.all("--set"));
@@ -196,7 +243,16 @@ int run_bench(const Args& args) {
     std::cout << bench_loader(cfg, integer_option(p, "--steps", 200)).dump() << "\n";
     return 0;
   }
-  throw UsageError("--part must be train or loader, found '" + part + "'");
+  if (part == "prefill" || part == "decode") {
+    InferenceBenchOptions o = inference_options(p, part);
+    OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1};
+    return with_out_of_memory_message(cfg, [&] { return where; }, [&] {
+      auto j = part == "prefill" ? bench_prefill(cfg, o) : bench_decode(cfg, o);
+      if (j["rank"] == 0) std::cout << j.dump() << "\n";
+      return 0;
+    });
+  }
+  throw UsageError("--part must be train, loader, prefill or decode, found '" + part + "'");
 }
 
 }  // namespace yt::cli

@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "yocotron/cli_args.h"
 #include "yocotron/compare.h"
+#include "yocotron/inference_report.h"
 #include "yocotron/log.h"
 
 namespace yt::cli {
@@ -10,8 +11,11 @@ namespace yt::cli {
 int run_compare(const Args& args) {
   ArgParser p("compare", "Draw several runs' loss curves on one chart and tabulate which is better, at what KV-cache\n"
                          "cost. Reads RUN/metrics.jsonl and RUN/config.yaml (runs still in progress are fine).\n"
-                         "Writes DIR/loss.svg, DIR/val_loss.svg (when runs evaluated), DIR/report.md, DIR/report.csv.");
-  p.positional("RUN_DIR", "run directories (two or more to compare)", true, true)
+                         "Writes DIR/loss.svg, DIR/val_loss.svg (when runs evaluated), DIR/report.md, DIR/report.csv.\n"
+                         "With --inference FILE.jsonl (`yocotron bench --part prefill|decode` lines, see\n"
+                         "launch/bench_inference.sh): DIR/prefill.svg, decode_throughput.svg, decode_batch.svg, inference.md/.csv.");
+  p.positional("RUN_DIR", "run directories (two or more to compare)", false, true)
+      .option("--inference", "FILE.jsonl", "draw inference benchmark results instead of runs (repeatable)", true)
       .option("--out", "DIR", "output directory (default: compare)")
       .option("--x", "tokens|step", "x axis (default tokens)")
       .option("--smooth", "N", "EMA smoothing of training curves with span N (default: none)")
@@ -19,6 +23,14 @@ int run_compare(const Args& args) {
       .option("--baseline", "NAME", "run the deltas are measured against (default: the first)")
       .flag("--log-x", "logarithmic x axis");
   if (!p.parse(args)) return 0;
+  if (p.has("--inference")) {
+    if (!p.positionals().empty()) throw UsageError("--inference draws benchmark files; give no run directories with it");
+    InferenceReport rep = write_inference_report(p.all("--inference"), p.get("--out", "compare"));
+    std::cout << rep.markdown << "\n";
+    for (const auto& f : rep.files) std::cout << "wrote " << f << "\n";
+    return 0;
+  }
+  if (p.positionals().empty()) throw UsageError("missing RUN_DIR (run directories to compare)");
   CompareOptions o;
   o.out_dir = p.get("--out", "compare");
   o.x = p.get("--x", "tokens");

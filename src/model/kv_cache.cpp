@@ -40,4 +40,9 @@ void KvCache::advance(int64_t tokens) {
   length_ += tokens;
 }
 
+void KvCache::set_length_for_timing(int64_t n) {
+  if (n < 0 || n > capacity_) throw std::out_of_range(cat("KV cache: length ", n, " outside [0, ", capacity_, "]"));
+  length_ = n;
+}
+
 }  // namespace yt

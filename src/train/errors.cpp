@@ -137,6 +137,11 @@ int without_backtraces(const std::function<int()>& body) {
   }
 }
 
+bool is_out_of_memory(const std::exception& e) {
+  return dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e) ||
+         (dynamic_cast<const c10::Error*>(&e) && is_cpu_allocator_failure(error_text(e)));
+}
+
 std::string out_of_memory_message(const std::exception& e, const Config& cfg, const OomContext& ctx) {
   Allocation a;
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) {

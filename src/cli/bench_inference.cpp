@@ -1,0 +1,227 @@
+#include "bench_inference.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "yocotron/cli_args.h"
+#include "yocotron/device.h"
+#include "yocotron/device_timer.h"
+#include "yocotron/errors.h"
+#include "yocotron/kv_cache.h"
+#include "yocotron/mesh.h"
+#include "yocotron/model_factory.h"
+#include "yocotron/mpi_env.h"
+#include "yocotron/ops.h"
+#include "yocotron/str.h"
+
+namespace yt::cli {
+namespace {
+
+// The model of `cfg` on this process's device, in the recipe's precision, for inference.
+struct InferenceSetup {
+  int cuda = -1;
+  at::Device device{at::kCPU};
+  at::ScalarType dtype = at::kFloat;
+  std::unique_ptr<Mesh> mesh;
+  Decoder model{nullptr};
+
+  InferenceSetup(Config& cfg, int64_t positions) {
+    const bool gpu = cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda_device_count() > 0);
+    if (gpu && cuda_device_count() == 0) throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
+    cuda = gpu ? MpiEnv::get().local_rank() : -1;
+    device = gpu ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
+    set_current_cuda_device(cuda);
+    dtype = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+    // RoPE has no learned positions: timing longer sequences than the model trained on only needs
+    // longer tables.
+    cfg.model.max_seq_len = std::max(cfg.model.max_seq_len, positions);
+    cfg.model.init_from.clear();
+    mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
+    model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
+    model->to(device, dtype);
+    model->eval();
+  }
+
+  KvCache cache(int64_t batch, int64_t capacity) const {
+    return KvCache(model->plan(), model->config().head_dim(), model->tp().size, batch, capacity,
+                   at::TensorOptions().device(device).dtype(dtype));
+  }
+  at::Tensor random_tokens(int64_t batch, int64_t T) const {
+    return at::randint(0, model->config().vocab_size, {batch, T}, at::TensorOptions().dtype(at::kLong).device(device));
+  }
+  // Runs `probe`; false when it ran out of memory (the memory is handed back either way).
+  bool fits(const std::function<void()>& probe) const {
+    try {
+      probe();
+      synchronize(cuda);
+      release_cached_memory(cuda);
+      return true;
+    } catch (const std::exception& e) {
+      if (!is_out_of_memory(e)) throw;
+      release_cached_memory(cuda);
+      return false;
+    }
+  }
+  // Largest batch in [1, ceiling] for which fits(probe(batch)): doubling, then bisecting.
+  int64_t largest_batch(const std::function<void(int64_t)>& probe, int64_t ceiling) const {
+    if (mesh->tp > 1) throw UsageError("the batch search runs on one GPU per model (parallel.tp=1); give --batch N under TP");
+    int64_t ok = 0, bad = ceiling + 1;
+    for (int64_t b = 1; b <= ceiling; b *= 2) {
+      if (!fits([&] { probe(b); })) {
+        bad = b;
+        break;
+      }
+      ok = b;
+    }
+    while (bad - ok > 1) {
+      int64_t mid = ok + (bad - ok) / 2;
+      (fits([&] { probe(mid); }) ? ok : bad) = mid;
+    }
+    if (ok == 0) throw std::runtime_error("out of memory at batch 1: the model and one sequence do not fit this device");
+    return ok;
+  }
+
+  nlohmann::json header(const Config& cfg, const std::string& part) const {
+    return {{"part", part},
+            {"arch", cfg.model.arch},
+            {"device", device_name(cuda)},
+            {"precision", dtype == at::kBFloat16 ? "bf16" : "fp32"},
+            {"tp", mesh->tp},
+            {"attention", cfg.model.attention},
+            {"fused_kernels", model->fused_kernels()},
+            {"params", count_parameters(cfg.model, model->plan()).total},
+            {"kv_bytes_per_token", model->plan().kv_cache_bytes_per_token(model->config().head_dim(),
+                                                                          dtype == at::kBFloat16 ? 2 : 4)},
+            {"early_exit_layer", model->early_exit_layer()},
+            {"n_layers", model->config().n_layers}};
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int64_t longest(const std::vector<int64_t>& v) { return *std::max_element(v.begin(), v.end()); }
+
+}  // namespace
+
+nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o) {
+  InferenceSetup s(cfg, longest(o.lengths) + 1);
+  DeviceTimer timer(s.cuda);
+  // Time to first token: the prompt through the model (early exit on) and the first token chosen.
+  auto prefill = [&](int64_t batch, int64_t len) {
+    KvCache cache = s.cache(batch, len + 1);
+    at::Tensor prompt = s.random_tokens(batch, len);
+    synchronize(s.cuda);
+    timer.start();
+    at::Tensor first = s.model->forward_cached(prompt, cache, false, /*early_exit=*/true).argmax(-1);
+    return timer.stop_ms();
+  };
+  auto timed = [&](int64_t batch, int64_t len) {
+    prefill(batch, len);  // warm-up: kernel selection, allocator
+    std::vector<double> ms;
+    for (int64_t r = 0; r < o.repeats; ++r) ms.push_back(prefill(batch, len));
+    release_cached_memory(s.cuda);
+    return median(ms);
+  };
+  nlohmann::json j = s.header(cfg, "prefill");
+  j["repeats"] = o.repeats;
+  j["results"] = nlohmann::json::array();
+  for (int64_t len : o.lengths) {
+    std::vector<int64_t> batches;
+    if (o.batch > 0) batches.push_back(o.batch);
+    else batches.push_back(1);
+    if (o.batch == 0 && s.cuda >= 0) batches.push_back(s.largest_batch([&](int64_t b) { prefill(b, len); }, o.max_batch));
+    for (size_t i = 0; i < batches.size(); ++i) {
+      reset_peak_memory(s.cuda);
+      double ms = timed(batches[i], len);
+      j["results"].push_back({{"prompt_tokens", len},
+                              {"batch", batches[i]},
+                              {"largest_batch", o.batch == 0 && i == 1},
+                              {"ttft_ms", ms},
+                              {"prompt_tokens_per_s", static_cast<double>(batches[i] * len) / (ms / 1000.0)},
+                              {"peak_mem_gb", peak_memory_gb(s.cuda)}});
+    }
+  }
+  j["rank"] = s.mesh->world_rank;
+  return j;
+}
+
+nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o) {
+  const int64_t P = o.prompt_tokens;
+  InferenceSetup s(cfg, P + longest(o.lengths));
+  DeviceTimer timer(s.cuda);
+  // The largest batch is the one whose cache of P + N tokens and last decode step fit.
+  auto probe = [&](int64_t batch, int64_t n) {
+    KvCache cache = s.cache(batch, P + n);
+    at::Tensor next = s.model->forward_cached(s.random_tokens(batch, P), cache, false, true).argmax(-1);
+    cache.set_length_for_timing(P + n - 1);
+    s.model->forward_cached(next.view({batch, 1}), cache).argmax(-1);
+  };
+  nlohmann::json run;  // one measured (batch, N)
+  auto measure = [&](int64_t batch, int64_t n) {
+    probe(batch, std::min<int64_t>(n, 2));  // warm-up
+    release_cached_memory(s.cuda);
+    reset_peak_memory(s.cuda);
+    KvCache cache = s.cache(batch, P + n);
+    at::Tensor prompt = s.random_tokens(batch, P);
+    synchronize(s.cuda);
+    timer.start();
+    at::Tensor next = s.model->forward_cached(prompt, cache, false, true).argmax(-1);
+    const double prefill_ms = timer.stop_ms();
+    double decode_ms = 0;
+    std::string method = "every step";
+    if (o.sample_steps < 2 || n - 1 < o.sample_steps) {
+      timer.start();
+      for (int64_t i = 1; i < n; ++i) next = s.model->forward_cached(next.view({batch, 1}), cache).argmax(-1);
+      decode_ms = timer.stop_ms();
+    } else {
+      // Step time depends on the cache length alone: time 4 steps at K lengths spread over
+      // [P, P + n - 2] and integrate linearly over the n - 1 steps of the run.
+      const int64_t K = o.sample_steps, reps = 4;
+      std::vector<double> at_len, ms_per_step;
+      for (int64_t k = 0; k < K; ++k) {
+        int64_t len = P + (n - 1 - reps) * k / (K - 1);
+        cache.set_length_for_timing(len);
+        timer.start();
+        for (int64_t r = 0; r < reps; ++r) next = s.model->forward_cached(next.view({batch, 1}), cache).argmax(-1);
+        at_len.push_back(static_cast<double>(len) + (reps - 1) / 2.0);
+        ms_per_step.push_back(timer.stop_ms() / reps);
+      }
+      double area = 0;
+      for (int64_t k = 0; k + 1 < K; ++k) area += (at_len[k + 1] - at_len[k]) * (ms_per_step[k] + ms_per_step[k + 1]) / 2;
+      decode_ms = area / (at_len.back() - at_len.front()) * static_cast<double>(n - 1);
+      method = cat("estimated from ", K, " cache lengths x ", reps, " steps");
+    }
+    const double total_ms = prefill_ms + decode_ms;
+    run = {{"gen_tokens", n},
+           {"prompt_tokens", P},
+           {"batch", batch},
+           {"prefill_ms", prefill_ms},
+           {"decode_ms", decode_ms},
+           {"total_ms", total_ms},
+           {"tokens_per_s", static_cast<double>(batch * n) / (total_ms / 1000.0)},
+           {"kv_cache_bytes", cache.bytes()},
+           {"timing", method},
+           {"peak_mem_gb", peak_memory_gb(s.cuda)}};
+  };
+  nlohmann::json j = s.header(cfg, "decode");
+  j["results"] = nlohmann::json::array();
+  for (int64_t n : o.lengths) {
+    std::vector<int64_t> batches;
+    if (o.batch > 0) batches.push_back(o.batch);
+    else batches.push_back(1);
+    if (o.batch == 0 && s.cuda >= 0) batches.push_back(s.largest_batch([&](int64_t b) { probe(b, n); }, o.max_batch));
+    for (size_t i = 0; i < batches.size(); ++i) {
+      measure(batches[i], n);
+      run["largest_batch"] = o.batch == 0 && i == 1;
+      j["results"].push_back(run);
+      release_cached_memory(s.cuda);
+    }
+  }
+  j["rank"] = s.mesh->world_rank;
+  return j;
+}
+
+}  // namespace yt::cli

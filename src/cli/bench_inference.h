@@ -1,0 +1,31 @@
+// `yocotron bench --part prefill|decode`: the YOCO++ paper's efficiency protocol (the authors'
+// test_latency.py in wuyou2002/YOCO-plus) on yocotron's KV cache: bf16 weights on the GPU, timed
+// with CUDA events, the largest batch found by doubling until out of memory, then bisecting.
+//   prefill: time to first token (prompt through the model, early exit on, first token chosen) for
+//     each prompt length, at batch 1 and at the largest batch that fits.
+//   decode: a short prompt, then exactly N new tokens per sequence (no early stop), greedy on the
+//     device; tokens/s = batch * N / (prefill + decode time), at batch 1 and at the largest batch
+//     whose cache of prompt + N tokens fits; with the KV cache's bytes.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "yocotron/config.h"
+
+namespace yt::cli {
+
+struct InferenceBenchOptions {
+  std::vector<int64_t> lengths;  // prefill: prompt lengths; decode: tokens generated per sequence
+  int64_t batch = 0;             // > 0: only this batch; 0: batch 1 and the largest that fits (GPU)
+  int64_t max_batch = 4096;      // ceiling of the search
+  int64_t prompt_tokens = 5;     // decode: prompt length
+  int64_t sample_steps = 0;      // decode: 0 = time every step; K >= 2 = time steps at K cache lengths
+                                 //   spread over the run and integrate (an estimate; reported as such)
+  int64_t repeats = 3;           // prefill: timed runs per point (the median is reported)
+};
+
+nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o);
+nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o);
+
+}  // namespace yt::cli
