@@ -189,7 +189,7 @@ TEST_CASE("cached inference on the GPU equals the full forward (fused kernels, e
       m.fused_kernels = true;
       Decoder model(m);
       model->init_weights(3);
-      model->to(at::kCUDA, dtype);
+      model->to_inference(at::kCUDA, dtype);
       auto tokens = at::randint(0, m.vocab_size, {3, 150}, at::kLong).cuda();
       // Reference: the training forward, plain ops, math attention, fp32.
       ModelConfig plain_cfg = m;

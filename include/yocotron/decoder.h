@@ -143,6 +143,9 @@ class DecoderImpl : public torch::nn::Module {
   // [B, T, vocab]), over the whole vocabulary under TP. early_exit: the layers from
   // early_exit_layer() on run for the last position only — exact, since they store no K/V.
   at::Tensor forward_cached(const at::Tensor& tokens, KvCache& cache, bool all_logits = false, bool early_exit = false);
+  // Moves the model to `device` with its weights in `dtype` for inference; the RoPE tables stay fp32
+  // (as in training, where only the optimizer's compute copy is bf16).
+  void to_inference(const at::Device& device, at::ScalarType dtype);
   // The first layer from which no layer stores keys or values (YOCO's top half); n_layers if none.
   int64_t early_exit_layer() const;
 

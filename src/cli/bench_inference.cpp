@@ -38,7 +38,7 @@ struct InferenceSetup {
     cfg.model.init_from.clear();
     mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
     model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
-    model->to(device, dtype);
+    model->to_inference(device, dtype);
     model->eval();
   }
 

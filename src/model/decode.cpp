@@ -76,6 +76,14 @@ at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected
   return tp::reduce_from_region(o_proj(out), tp_);
 }
 
+void DecoderImpl::to_inference(const at::Device& device, at::ScalarType dtype) {
+  to(device, dtype);
+  torch::NoGradGuard no_grad;
+  auto [c, s] = rope_tables(cfg_.head_dim(), cfg_.max_seq_len, cfg_.rope_theta);
+  rope_cos_.set_data(c.to(device));
+  rope_sin_.set_data(s.to(device));
+}
+
 int64_t DecoderImpl::early_exit_layer() const {
   int64_t first = static_cast<int64_t>(plan_.layers.size());
   while (first > 0 && plan_.layers[first - 1].cached_k_heads == 0 && plan_.layers[first - 1].cached_v_heads == 0) --first;

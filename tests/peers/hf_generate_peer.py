@@ -114,21 +114,23 @@ def main():
                                        "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30})
                 torch.cuda.empty_cache()
     else:
-        def run(b, n, steps):
+        def run(b, n, steps, compile=not args.no_compile):
             ids = torch.randint(0, V, (b, P), device="cuda")
             try:  # transformers >= 5 sizes the batch lazily; 4.x wants it up front
                 cache = StaticCache(config=model.config, max_cache_len=P + n)
             except TypeError:
                 cache = StaticCache(config=model.config, max_batch_size=b, max_cache_len=P + n, device="cuda",
                                     dtype=torch.bfloat16)
-            kw = {"disable_compile": True} if args.no_compile else {}
+            kw = {} if compile else {"disable_compile": True}
             with torch.no_grad():
                 model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
                                past_key_values=cache, **kw)
         for n in lengths:
             batches = [1] if args.batch == "max" else [int(args.batch)]
             if args.batch == "max":
-                batches.append(largest_batch(lambda b: run(b, n, 2), args.max_batch))
+                # Probes run eagerly: compiling for every batch size tried would take minutes; a compiled
+                # step needs no more memory than an eager one.
+                batches.append(largest_batch(lambda b: run(b, n, 2, compile=False), args.max_batch))
             for i, b in enumerate(batches):
                 steps = n if args.sample_steps <= 0 else min(n, args.sample_steps)
                 run(b, n, steps)  # warm-up (and compilation)
