@@ -193,8 +193,11 @@ at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::
   if (kernel == AttentionKernel::Math || !sdpa_available()) return math_attention(q, k, v, hidden);
 #if TORCH_VERSION_MAJOR >= 2
   const bool gqa = k.size(1) != q.size(1);
-  if (mask.defined() || kernel == AttentionKernel::Sdpa)
-    return at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false, std::nullopt, gqa);
+  if (mask.defined() || kernel == AttentionKernel::Sdpa) {
+    // An undefined tensor is not "no mask" to SDPA: pass none.
+    const std::optional<at::Tensor> attn_mask = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
+    return at::scaled_dot_product_attention(q, k, v, attn_mask, 0.0, /*is_causal=*/false, std::nullopt, gqa);
+  }
   OnlySdpaBackend only(kernel);
   return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/false, std::nullopt, gqa);
 #else

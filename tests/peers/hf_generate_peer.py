@@ -133,7 +133,12 @@ def main():
                 batches.append(largest_batch(lambda b: run(b, n, 2, compile=False), args.max_batch))
             for i, b in enumerate(batches):
                 steps = n if args.sample_steps <= 0 else min(n, args.sample_steps)
-                run(b, n, steps)  # warm-up (and compilation)
+                # warm-up (and compilation); the compiled graph can hold more than the eager probe did,
+                # so the largest batch backs off by 5% until the compiled run fits
+                while not fits(lambda: run(b, n, steps)):
+                    if i == 0 or b <= 1:
+                        raise SystemExit(f"out of memory at batch {b}")
+                    b = max(1, int(b * 0.95))
                 torch.cuda.reset_peak_memory_stats()
                 first = timed(lambda: run(b, n, 1))
                 total = timed(lambda: run(b, n, steps))
