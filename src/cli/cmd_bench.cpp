@@ -32,14 +32,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int64_t integer_option(const ArgParser& p, const std::string& name, int64_t fallback) {
-  if (!p.has(name)) return fallback;
-  try {
-    return std::stoll(p.get(name));
-  } catch (const std::exception&) {
-    throw UsageError(name + " expects an integer, found '" + p.get(name) + "'");
-  }
-}
+constexpr int64_t kMaxSteps = 1000000000;
 
 nlohmann::json bench_loader(const Config& cfg, int64_t steps) {
   auto t_open = Clock::now();
@@ -170,30 +163,29 @@ int run_bench(const Args& args) {
   p.option("--config", "RECIPE", "the recipe to measure")
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
       .option("--part", "train|loader", "train (default): training steps on random tokens; loader: the data loader alone")
-      .option("--steps", "N", "timed optimizer steps (default 20 for train, 200 for loader)")
-      .option("--warmup", "N", "untimed steps first (train; default 3)")
+      .integer("--steps", "N", "timed optimizer steps (default 20 for train, 200 for loader)", 1, kMaxSteps)
+      .integer("--warmup", "N", "untimed steps first (train; default 3)", 0, kMaxSteps)
       .option("--profile", "DIR",
               "after the timed steps, record --profile-steps more with LibTorch's profiler: DIR/bench.rank<R>.json "
               "(Chrome/Perfetto trace) and DIR/bench.rank<R>.summary.txt (top ops or kernels) per rank")
-      .option("--profile-steps", "N", "steps recorded by --profile (default 2)");
+      .integer("--profile-steps", "N", "steps recorded by --profile (default 2)", 1, kMaxSteps);
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   Config cfg = load_config(p.get("--config"), p.all("--set"));
   std::string part = p.get("--part", "train");
   if (part == "train") {
-    ProfileRequest profile{p.get("--profile"), integer_option(p, "--profile-steps", 2)};
+    ProfileRequest profile{p.get("--profile"), p.get_integer("--profile-steps", 2)};
     if (p.has("--profile") && profile.dir.empty()) throw UsageError("--profile expects a directory");
-    if (profile.steps < 1) throw UsageError("--profile-steps must be >= 1");
     if (!p.has("--profile") && p.has("--profile-steps")) throw UsageError("--profile-steps needs --profile DIR");
     OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1};
     return with_out_of_memory_message(cfg, [&] { return where; }, [&] {
-      auto j = bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3), profile, where);
+      auto j = bench_train(cfg, p.get_integer("--steps", 20), p.get_integer("--warmup", 3), profile, where);
       if (j["rank"] == 0) std::cout << j.dump() << "\n";
       return 0;
     });
   }
   if (part == "loader") {
-    std::cout << bench_loader(cfg, integer_option(p, "--steps", 200)).dump() << "\n";
+    std::cout << bench_loader(cfg, p.get_integer("--steps", 200)).dump() << "\n";
     return 0;
   }
   throw UsageError("--part must be train or loader, found '" + part + "'");
