@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <new>
 
 #include "yocotron/config.h"
 #include "yocotron/str.h"
@@ -250,6 +251,9 @@ int run_cli(const std::string& command, const std::function<int()>& body) {
   } catch (const ConfigError& e) {
     for (const auto& p : e.problems()) std::cerr << "error: " << p << "\n";
     return 2;
+  } catch (const std::bad_alloc&) {  // train and bench say more (errors.h); elsewhere this is all there is to say
+    std::cerr << "error: out of host memory (std::bad_alloc)\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -17,6 +17,7 @@
 #include "yocotron/errors.h"
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
+#include "yocotron/memory_plan.h"
 #include "yocotron/mesh.h"
 #include "yocotron/model_factory.h"
 #include "yocotron/mpi_env.h"
@@ -82,6 +83,7 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
   if (cfg.train.global_batch % (cfg.train.micro_batch * mesh->dp) != 0)
     throw ConfigError({cat("train.global_batch=", cfg.train.global_batch, " is not a multiple of train.micro_batch x ",
                            "data-parallel size = ", cfg.train.micro_batch, " x ", mesh->dp)});
+  check_memory_fits(cfg, *mesh, compute == at::kBFloat16, cuda);
   Decoder model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
   model->to(device);
   FlatAdamW opt(model, cfg.train, compute, optimizer_layout(cfg, *mesh));
@@ -104,7 +106,7 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
   double loss = step.loss_sum.item<double>() / static_cast<double>(warmup + steps);  // also waits for the GPU
   mesh->barrier();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  double tokens = static_cast<double>(steps * cfg.train.global_batch * cfg.data.seq_len);
+  double tokens = static_cast<double>(steps) * static_cast<double>(cfg.train.global_batch) * static_cast<double>(cfg.data.seq_len);
   double tps = tokens / secs / static_cast<double>(mesh->world_size);
   nlohmann::json j = {{"part", "train"},
                       {"arch", cfg.model.arch},
