@@ -11,18 +11,10 @@
 namespace yt {
 namespace {
 
-template <class T>
-T number(const ArgParser& p, const std::string& name, T fallback) {
-  if (!p.has(name)) return fallback;
-  try {
-    size_t used = 0;
-    double v = std::stod(p.get(name), &used);
-    if (used != p.get(name).size()) throw std::invalid_argument("");
-    return static_cast<T>(v);
-  } catch (const std::exception&) {
-    throw UsageError(name + " expects a number, found '" + p.get(name) + "'");
-  }
-}
+// --vocab-size: SentencePiece's vocabulary holds <unk>, <s>, </s> and 256 byte-fallback pieces at least
+// (and a piece per character it must cover); ids are stored in 32 bits and counted in an int.
+constexpr int64_t kMinVocab = 3 + 256;
+constexpr int64_t kMaxVocab = 2147483647;
 
 int run_tokenize(const std::vector<std::string>& args) {
   ArgParser p("tokenize",
@@ -31,16 +23,18 @@ int run_tokenize(const std::vector<std::string>& args) {
   p.option("--input", "PATH", "file, directory or quoted glob (repeatable)", true)
       .option("--out", "DATASET_DIR", "output dataset directory (must not exist unless --overwrite)")
       .option("--tokenizer", "FILE.model", "use this SentencePiece model (e.g. Llama's tokenizer.model)")
-      .option("--vocab-size", "N", "or train a SentencePiece tokenizer with N pieces on a sample of the input")
+      .integer("--vocab-size", "N", "or train a SentencePiece tokenizer with N pieces on a sample of the input", kMinVocab,
+               kMaxVocab)
       .option("--tokenizer-type", "bpe|unigram", "model type when training (default bpe)")
-      .option("--train-sample-mb", "MB", "text sampled evenly from the input to train on (default 64)")
-      .option("--val-fraction", "F", "share of documents (by a hash of their text) in the val split (default 0.005)")
-      .option("--threads", "N", "tokenizer threads (default: all cores)")
+      .integer("--train-sample-mb", "MB", "text sampled evenly from the input to train on (default 64)", 1, 1048576)
+      .number("--val-fraction", "F", "share of documents (by a hash of their text) in the val split (default 0.005)", 0, 1,
+              /*max_open=*/true)
+      .integer("--threads", "N", "tokenizer threads (default: all cores)", 1, 4096)
       .option("--txt-split", "file|blank-lines", ".txt files: one document per file (default) or per blank-line block")
       .option("--jsonl-field", "NAME", "JSON field holding the text (default text)")
       .flag("--bos", "start every document with BOS (every document always ends with EOS)")
-      .option("--shard-tokens", "N", "tokens per shard (default 100000000)")
-      .option("--max-bad-fraction", "F", "fail when more records than this are unusable (default 0.01)")
+      .integer("--shard-tokens", "N", "tokens per shard (default 100000000)", 1)
+      .number("--max-bad-fraction", "F", "fail when more records than this are unusable (default 0.01)", 0, 1)
       .flag("--overwrite", "replace an existing DATASET_DIR (only once the new one is complete)");
   if (!p.parse(args)) return 0;
   TokenizeOptions o;
@@ -49,23 +43,23 @@ int run_tokenize(const std::vector<std::string>& args) {
   if (!p.has("--out")) throw UsageError("missing --out DATASET_DIR");
   o.out_dir = p.get("--out");
   o.tokenizer_model = p.get("--tokenizer");
-  o.vocab_size = number<int>(p, "--vocab-size", 0);
-  if (o.tokenizer_model.empty() == (o.vocab_size <= 0))
+  o.vocab_size = static_cast<int>(p.get_integer("--vocab-size", 0));
+  if (o.tokenizer_model.empty() == !p.has("--vocab-size"))
     throw UsageError("give exactly one of --tokenizer FILE.model and --vocab-size N");
   o.tokenizer_type = p.get("--tokenizer-type", "bpe");
   if (o.tokenizer_type != "bpe" && o.tokenizer_type != "unigram")
     throw UsageError("--tokenizer-type must be bpe or unigram, found '" + o.tokenizer_type + "'");
-  o.train_sample_mb = number<int64_t>(p, "--train-sample-mb", 64);
-  o.val_fraction = number<double>(p, "--val-fraction", 0.005);
-  o.threads = number<int>(p, "--threads", 0);
+  o.train_sample_mb = p.get_integer("--train-sample-mb", 64);
+  o.val_fraction = p.get_number("--val-fraction", 0.005);
+  o.threads = static_cast<int>(p.get_integer("--threads", 0));  // 0: all cores
   std::string split = p.get("--txt-split", "file");
   if (split != "file" && split != "blank-lines")
     throw UsageError("--txt-split must be file or blank-lines, found '" + split + "'");
   o.corpus.txt_split_blank_lines = split == "blank-lines";
   o.corpus.jsonl_field = p.get("--jsonl-field", "text");
   o.add_bos = p.has("--bos");
-  o.shard_tokens = number<int64_t>(p, "--shard-tokens", 100000000);
-  o.max_bad_fraction = number<double>(p, "--max-bad-fraction", 0.01);
+  o.shard_tokens = p.get_integer("--shard-tokens", 100000000);
+  o.max_bad_fraction = p.get_number("--max-bad-fraction", 0.01);
   o.overwrite = p.has("--overwrite");
 
   log::init(0);

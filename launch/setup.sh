@@ -10,7 +10,7 @@ PACKAGES=(
   libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev catch2
   libsentencepiece-dev libzstd-dev zstd
   curl ca-certificates
-  chromium fonts-dejavu-core
+  librsvg2-bin fonts-dejavu-core
 )
 
 missing=()

@@ -32,6 +32,7 @@ struct Setup {
                      "  vocab_size: 61\n  max_seq_len: 32\n  yocopp:\n    scaling_factor: 4.0\n"
                      "data:\n  train: " + train + "\n  seq_len: 16\n"
                      "train:\n  steps: 12\n  micro_batch: 2\n  global_batch: 8\n  lr: 0.01\n  min_lr: 0.001\n  warmup_steps: 2\n"
+                     "  device: cpu\n"  // MPI collectives on the CPU backend, also in a CUDA build on a one-GPU node
                      "parallel:\n  bucket_mb: 0.004\n  timeout_s: 60\n"  // several buckets even for this tiny model
                      "checkpoint:\n  every: 100\nlog:\n  every: 1\n");
     recipe = (dir / "r.yaml").string();

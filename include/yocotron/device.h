@@ -1,5 +1,6 @@
 // Which compute device this process uses, and what it has used, without exposing torch here.
 #pragma once
+#include <cstdint>
 
 namespace yt {
 
@@ -12,5 +13,8 @@ void reset_peak_memory(int cuda_device);
 void synchronize(int cuda_device);  // waits for the GPU; no-op for the CPU
 const char* device_name(int cuda_device);  // "NVIDIA H100 80GB HBM3", or "cpu"
 void set_current_cuda_device(int cuda_device);  // the device this process's streams and kernels use
+// Bytes free on a GPU (cudaMemGetInfo, plus what LibTorch's caching allocator holds unused); -1 for
+// the CPU (cuda_device < 0), in a build without CUDA, or when the driver does not say.
+int64_t cuda_free_bytes(int cuda_device);
 
 }  // namespace yt

@@ -15,6 +15,8 @@ std::string cat(const Args&... args) {
 }
 
 std::string join(const std::vector<std::string>& parts, const std::string& sep);
+// "a", "a or b", "a, b, or c": the alternatives an error message offers.
+std::string join_or(const std::vector<std::string>& parts);
 std::vector<std::string> split(const std::string& s, char sep);
 bool starts_with(const std::string& s, const std::string& prefix);
 bool ends_with(const std::string& s, const std::string& suffix);
@@ -26,5 +28,8 @@ std::string closest_match(const std::string& name, const std::vector<std::string
 
 // Shortest decimal text that reads back to the same double ("0.1", "1e-05", "35").
 std::string format_double(double v);
+
+// "512 bytes", "1.50 KiB", ..., "2.00 EiB".
+std::string format_bytes(double bytes);
 
 }  // namespace yt

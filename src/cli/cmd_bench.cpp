@@ -19,6 +19,7 @@
 #include "yocotron/errors.h"
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
+#include "yocotron/memory_plan.h"
 #include "yocotron/mesh.h"
 #include "yocotron/model_factory.h"
 #include "yocotron/mpi_env.h"
@@ -34,14 +35,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int64_t integer_option(const ArgParser& p, const std::string& name, int64_t fallback) {
-  if (!p.has(name)) return fallback;
-  try {
-    return std::stoll(p.get(name));
-  } catch (const std::exception&) {
-    throw UsageError(name + " expects an integer, found '" + p.get(name) + "'");
-  }
-}
+constexpr int64_t kMaxSteps = 1000000000;
 
 nlohmann::json bench_loader(const Config& cfg, int64_t steps) {
   auto t_open = Clock::now();
@@ -93,16 +87,13 @@ InferenceBenchOptions inference_options(const ArgParser& p, const std::string& p
   o.lengths = lengths_option(p, part == "prefill" ? std::vector<int64_t>{2048, 4096, 8192, 16384, 32768}
                                                   : std::vector<int64_t>{2048, 4096, 8192});
   std::string batch = p.get("--batch", "max");
-  o.batch = batch == "max" ? 0 : integer_option(p, "--batch", 0);
-  o.max_batch = integer_option(p, "--max-batch", o.max_batch);
-  o.prompt_tokens = integer_option(p, "--prompt-tokens", o.prompt_tokens);
-  o.sample_steps = integer_option(p, "--sample-steps", 0);
-  o.repeats = integer_option(p, "--repeats", o.repeats);
-  if (batch != "max" && o.batch < 1) throw UsageError("--batch must be a positive integer or max, found '" + batch + "'");
-  if (o.max_batch < 1) throw UsageError("--max-batch must be >= 1");
-  if (o.prompt_tokens < 1) throw UsageError("--prompt-tokens must be >= 1");
-  if (o.sample_steps < 0 || o.sample_steps == 1) throw UsageError("--sample-steps must be 0 (every step) or >= 2");
-  if (o.repeats < 1) throw UsageError("--repeats must be >= 1");
+  if (batch != "max" && (!parse_integer(batch, o.batch) || o.batch < 1))
+    throw UsageError("--batch must be a positive integer or max, found '" + batch + "'");
+  o.max_batch = p.get_integer("--max-batch", o.max_batch);
+  o.prompt_tokens = p.get_integer("--prompt-tokens", o.prompt_tokens);
+  o.sample_steps = p.get_integer("--sample-steps", 0);
+  o.repeats = p.get_integer("--repeats", o.repeats);
+  if (o.sample_steps == 1) throw UsageError("--sample-steps must be 0 (every step) or >= 2");
   return o;
 }
 
@@ -125,6 +116,7 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
   if (cfg.train.global_batch % (cfg.train.micro_batch * mesh->dp) != 0)
     throw ConfigError({cat("train.global_batch=", cfg.train.global_batch, " is not a multiple of train.micro_batch x ",
                            "data-parallel size = ", cfg.train.micro_batch, " x ", mesh->dp)});
+  check_memory_fits(cfg, *mesh, compute == at::kBFloat16, cuda);
   Decoder model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
   model->to(device);
   FlatAdamW opt(model, cfg.train, compute, optimizer_layout(cfg, *mesh));
@@ -147,7 +139,7 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
   double loss = step.loss_sum.item<double>() / static_cast<double>(warmup + steps);  // also waits for the GPU
   mesh->barrier();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  double tokens = static_cast<double>(steps * cfg.train.global_batch * cfg.data.seq_len);
+  double tokens = static_cast<double>(steps) * static_cast<double>(cfg.train.global_batch) * static_cast<double>(cfg.data.seq_len);
   double tps = tokens / secs / static_cast<double>(mesh->world_size);
   nlohmann::json j = {{"part", "train"},
                       {"arch", cfg.model.arch},
@@ -208,39 +200,39 @@ int run_bench(const Args& args) {
       .option("--part", "train|loader|prefill|decode",
               "train (default): training steps on random tokens; loader: the data loader alone; prefill: time to "
               "first token per prompt length; decode: generation throughput with the KV cache")
-      .option("--steps", "N", "timed optimizer steps (default 20 for train, 200 for loader)")
-      .option("--warmup", "N", "untimed steps first (train; default 3)")
+      .integer("--steps", "N", "timed optimizer steps (default 20 for train, 200 for loader)", 1, kMaxSteps)
+      .integer("--warmup", "N", "untimed steps first (train; default 3)", 0, kMaxSteps)
       .option("--profile", "DIR",
               "after the timed steps, record --profile-steps more with LibTorch's profiler: DIR/bench.rank<R>.json "
               "(Chrome/Perfetto trace) and DIR/bench.rank<R>.summary.txt (top ops or kernels) per rank")
-      .option("--profile-steps", "N", "steps recorded by --profile (default 2)")
+      .integer("--profile-steps", "N", "steps recorded by --profile (default 2)", 1, kMaxSteps)
       .option("--lengths", "N,N,...",
               "prefill: prompt lengths (default 2048,4096,8192,16384,32768); decode: tokens generated per sequence "
               "(default 2048,4096,8192)")
       .option("--batch", "N|max", "prefill/decode: this batch only, or max (default): batch 1 and the largest that fits")
-      .option("--max-batch", "N", "prefill/decode: ceiling of the batch search (default 4096)")
-      .option("--prompt-tokens", "N", "decode: prompt length (default 5)")
-      .option("--sample-steps", "K",
-              "decode: time steps at K cache lengths and integrate, instead of timing every step (default 0: every step)")
-      .option("--repeats", "N", "prefill: timed runs per point, the median reported (default 3)");
+      .integer("--max-batch", "N", "prefill/decode: ceiling of the batch search (default 4096)", 1, 1 << 20)
+      .integer("--prompt-tokens", "N", "decode: prompt length (default 5)", 1, 1 << 24)
+      .integer("--sample-steps", "K",
+               "decode: time steps at K >= 2 cache lengths and integrate, instead of timing every step (default 0: every step)",
+               0, 1 << 20)
+      .integer("--repeats", "N", "prefill: timed runs per point, the median reported (default 3)", 1, 1000);
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   Config cfg = load_config(p.get("--config"), p.all("--set"));
   std::string part = p.get("--part", "train");
   if (part == "train") {
-    ProfileRequest profile{p.get("--profile"), integer_option(p, "--profile-steps", 2)};
+    ProfileRequest profile{p.get("--profile"), p.get_integer("--profile-steps", 2)};
     if (p.has("--profile") && profile.dir.empty()) throw UsageError("--profile expects a directory");
-    if (profile.steps < 1) throw UsageError("--profile-steps must be >= 1");
     if (!p.has("--profile") && p.has("--profile-steps")) throw UsageError("--profile-steps needs --profile DIR");
     OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1};
     return with_out_of_memory_message(cfg, [&] { return where; }, [&] {
-      auto j = bench_train(cfg, integer_option(p, "--steps", 20), integer_option(p, "--warmup", 3), profile, where);
+      auto j = bench_train(cfg, p.get_integer("--steps", 20), p.get_integer("--warmup", 3), profile, where);
       if (j["rank"] == 0) std::cout << j.dump() << "\n";
       return 0;
     });
   }
   if (part == "loader") {
-    std::cout << bench_loader(cfg, integer_option(p, "--steps", 200)).dump() << "\n";
+    std::cout << bench_loader(cfg, p.get_integer("--steps", 200)).dump() << "\n";
     return 0;
   }
   if (part == "prefill" || part == "decode") {

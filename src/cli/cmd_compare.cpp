@@ -18,7 +18,7 @@ int run_compare(const Args& args) {
       .option("--inference", "FILE.jsonl", "draw inference benchmark results instead of runs (repeatable)", true)
       .option("--out", "DIR", "output directory (default: compare)")
       .option("--x", "tokens|step", "x axis (default tokens)")
-      .option("--smooth", "N", "EMA smoothing of training curves with span N (default: none)")
+      .integer("--smooth", "N", "EMA smoothing of training curves with span N (default 0: none)", 0, 1000000)
       .option("--metric", "loss|val_loss", "the curve loss.svg shows (default loss)")
       .option("--baseline", "NAME", "run the deltas are measured against (default: the first)")
       .flag("--log-x", "logarithmic x axis");
@@ -37,11 +37,7 @@ int run_compare(const Args& args) {
   if (o.x != "tokens" && o.x != "step") throw UsageError("--x must be tokens or step, found '" + o.x + "'");
   o.metric = p.get("--metric", "loss");
   if (o.metric != "loss" && o.metric != "val_loss") throw UsageError("--metric must be loss or val_loss, found '" + o.metric + "'");
-  try {
-    o.smooth = std::stoi(p.get("--smooth", "0"));
-  } catch (const std::exception&) {
-    throw UsageError("--smooth expects an integer, found '" + p.get("--smooth") + "'");
-  }
+  o.smooth = static_cast<int>(p.get_integer("--smooth", 0));
   o.baseline = p.get("--baseline");
   o.log_x = p.has("--log-x");
   log::init(0);

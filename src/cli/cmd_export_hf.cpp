@@ -7,6 +7,7 @@
 #include "yocotron/hf.h"
 #include "yocotron/checkpoint.h"
 #include "yocotron/model_factory.h"
+#include "yocotron/str.h"
 
 namespace yt::cli {
 
@@ -19,24 +20,27 @@ int run_export_hf(const Args& args) {
       .option("--out", "DIR", "output directory (created)")
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
       .option("--dtype", "fp32|bf16", "dtype of the exported weights (default fp32; mixing weights stay fp32)")
-      .option("--sample-tokens", "N", "also write yocotron_sample.safetensors: 2 x N random tokens and our logits");
+      .integer("--sample-tokens", "N",
+               "also write yocotron_sample.safetensors: 2 x N random tokens and our logits (N <= model.max_seq_len)", 0);
   if (!p.parse(args)) return 0;
   if (!p.has("--out")) throw UsageError("missing --out DIR");
   HfExportOptions opts;
   std::string dtype = p.get("--dtype", "fp32");
   if (dtype == "bf16") opts.dtype = at::kBFloat16;
   else if (dtype != "fp32") throw UsageError("--dtype must be fp32 or bf16, found '" + dtype + "'");
-  try {
-    opts.sample_tokens = std::stoll(p.get("--sample-tokens", "0"));
-  } catch (const std::exception&) {
-    throw UsageError("--sample-tokens expects an integer, found '" + p.get("--sample-tokens") + "'");
-  }
+  opts.sample_tokens = p.get_integer("--sample-tokens", 0);
+  auto check_sample = [&](const Config& c) {  // before any weight is built or read
+    if (opts.sample_tokens > c.model.max_seq_len)
+      throw UsageError(cat("--sample-tokens ", opts.sample_tokens, ": out of range; expected an integer in [0, ",
+                           c.model.max_seq_len, "] (model.max_seq_len)"));
+  };
   const std::string source = p.positionals()[0];
   Config cfg;
   if (std::filesystem::is_directory(source)) {  // a checkpoint: its recipe and its fp32 master weights
     std::string dir = resolve_checkpoint_path(source);
     LoadedCheckpoint ck = load_checkpoint(dir);
     cfg = config_from_yaml(ck.state.config_yaml, p.all("--set"), dir + "/config.yaml");
+    check_sample(cfg);
     cfg.model.init_from.clear();
     Decoder model(cfg.model);
     model->load_global_state(ck.tensors.model, dir);
@@ -47,6 +51,7 @@ int run_export_hf(const Args& args) {
     return 0;
   }
   cfg = load_config(source, p.all("--set"));
+  check_sample(cfg);
   Decoder model = build_decoder(cfg);
   opts.sample_seed = static_cast<uint64_t>(cfg.train.seed);
   export_hf(model, p.get("--out"), opts);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
 
 namespace yt {
@@ -12,6 +13,12 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
     if (i) out += sep;
     out += parts[i];
   }
+  return out;
+}
+
+std::string join_or(const std::vector<std::string>& parts) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i == 0 ? "" : i + 1 == parts.size() ? ", or " : ", ") + parts[i];
   return out;
 }
 
@@ -74,6 +81,15 @@ std::string format_double(double v) {
   // Keep a float looking like a float when read back as YAML ("35" would read as an integer).
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
   return s;
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 6) bytes /= 1024.0, ++u;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return buf;
 }
 
 }  // namespace yt

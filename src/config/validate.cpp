@@ -1,10 +1,14 @@
 // Semantic checks of a typed Config: each problem is one message naming the keys involved.
+#include "yocotron/checked_int.h"
 #include "yocotron/config.h"
 #include "yocotron/kv_plan.h"
 #include "yocotron/str.h"
 
 namespace yt {
 namespace {
+
+constexpr int64_t kMaxLayers = 1000000;
+constexpr int64_t kMaxHeads = 2147483647;
 
 void positive(std::vector<std::string>& out, const char* key, int64_t v) {
   if (v <= 0) out.push_back(cat(key, "=", v, " must be > 0"));
@@ -29,6 +33,12 @@ void check_model(const ModelConfig& m, std::vector<std::string>& out) {
   positive(out, "model.vocab_size", m.vocab_size);
   positive(out, "model.max_seq_len", m.max_seq_len);
   if (!out.empty()) return;  // the divisibility checks below need positive sizes
+  // Beyond these the per-layer plan (int head counts, a host structure per layer) cannot be built;
+  // sizes within them are checked for overflow where parameters and bytes are counted.
+  if (m.n_layers > kMaxLayers) out.push_back(cat("model.n_layers=", m.n_layers, " exceeds ", kMaxLayers, ", the most layers yocotron builds"));
+  for (auto [key, v] : {std::pair<const char*, int64_t>{"model.n_heads", m.n_heads}, {"model.n_kv_heads", m.n_kv_heads}})
+    if (v > kMaxHeads) out.push_back(cat(key, "=", v, " exceeds ", kMaxHeads, ", the most heads yocotron builds"));
+  if (!out.empty()) return;
   if (m.d_model % m.n_heads != 0)
     out.push_back(cat("model.d_model=", m.d_model, " is not divisible by model.n_heads=", m.n_heads));
   else if (m.head_dim() % 2 != 0)
@@ -54,6 +64,11 @@ void check_train(const Config& c, std::vector<std::string>& out) {
   non_negative(out, "train.exit_after_steps", t.exit_after_steps);
   positive(out, "train.max_skipped_in_a_row", t.max_skipped_in_a_row);
   non_negative(out, "train.loss_chunk_tokens", t.loss_chunk_tokens);
+  // Token and sample counters are 64-bit: the whole run's token count must fit.
+  if (t.steps > 0 && t.global_batch > 0 && c.data.seq_len > 0 &&
+      (CheckedInt(t.steps) * t.global_batch * c.data.seq_len).overflowed())
+    out.push_back(cat("train.steps=", t.steps, " x train.global_batch=", t.global_batch, " x data.seq_len=", c.data.seq_len,
+                      ": the run's token count overflows a 64-bit integer"));
   if (t.grad_accum_dtype == "bf16" && t.precision != "bf16")
     out.push_back(cat("train.grad_accum_dtype=bf16 needs train.precision=bf16 (fp32 runs accumulate in fp32)"));
   if (!(t.lr > 0)) out.push_back(cat("train.lr=", t.lr, " must be > 0"));

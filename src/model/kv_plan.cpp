@@ -1,5 +1,6 @@
 #include "yocotron/kv_plan.h"
 
+#include "yocotron/checked_int.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -202,29 +203,42 @@ KvPlan make_kv_plan(const ModelConfig& m) {
 }
 
 int64_t KvPlan::kv_cache_bytes_per_token(int64_t head_dim, int64_t bytes_per_element) const {
-  int64_t heads = 0;
-  for (const auto& l : layers) heads += l.cached_k_heads + l.cached_v_heads;
-  return heads * head_dim * bytes_per_element;
+  CheckedInt heads = 0;
+  for (const auto& l : layers) heads += CheckedInt(l.cached_k_heads) + l.cached_v_heads;
+  CheckedInt bytes = heads * head_dim * bytes_per_element;
+  if (bytes.overflowed())
+    throw ConfigError({cat("model.n_layers=", layers.size(), " x model.n_kv_heads x head dim ", head_dim,
+                           ": the KV-cache bytes per token overflow a 64-bit integer; make the model smaller")});
+  return bytes.value();
 }
 
 ParamCounts count_parameters(const ModelConfig& m, const KvPlan& plan) {
-  const int64_t d = m.d_model, dh = m.head_dim();
-  auto weights = [&](const KvSource& s) -> int64_t {
+  const CheckedInt d = m.d_model, dh = m.head_dim();
+  auto weights = [&](const KvSource& s) -> CheckedInt {
     if (!s.learnable) return 0;
     if (s.kind == KvCombine::ScalarMix) return 2;
     if (s.kind == KvCombine::VectorMix) return dh;  // two vectors of dh/2
     return 0;
   };
-  ParamCounts c;
+  CheckedInt non_embedding = 0, kv_weights = 0;
   for (const auto& l : plan.layers) {
-    c.non_embedding += d * m.n_heads * dh * 2;                    // q_proj, o_proj
-    c.non_embedding += d * (l.own_k_heads + l.own_v_heads) * dh;  // k_proj, v_proj
-    c.non_embedding += 3 * d * m.d_ffn + 2 * d;                   // SwiGLU, two norms
-    c.kv_weights += weights(l.k) + weights(l.v);
+    non_embedding += d * m.n_heads * dh * 2;                                        // q_proj, o_proj
+    non_embedding += d * (CheckedInt(l.own_k_heads) + l.own_v_heads) * dh;          // k_proj, v_proj
+    non_embedding += CheckedInt(3) * d * m.d_ffn + CheckedInt(2) * d;               // SwiGLU, two norms
+    kv_weights += weights(l.k) + weights(l.v);
   }
-  c.non_embedding += c.kv_weights + d;  // + final norm
-  c.embedding = 2 * m.vocab_size * d;
-  c.total = c.non_embedding + c.embedding;
+  non_embedding += kv_weights + d;  // + final norm
+  CheckedInt embedding = CheckedInt(2) * m.vocab_size * d;
+  CheckedInt total = non_embedding + embedding;
+  if (total.overflowed())
+    throw ConfigError({cat("model.n_layers=", m.n_layers, ", model.d_model=", m.d_model, ", model.n_heads=", m.n_heads,
+                           ", model.d_ffn=", m.d_ffn, ", model.vocab_size=", m.vocab_size,
+                           ": the parameter count overflows a 64-bit integer (over 9.2e18); make the model smaller")});
+  ParamCounts c;
+  c.non_embedding = non_embedding.value();
+  c.kv_weights = kv_weights.value();
+  c.embedding = embedding.value();
+  c.total = total.value();
   return c;
 }
 

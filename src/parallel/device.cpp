@@ -6,6 +6,7 @@
 #ifdef YOCOTRON_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -52,6 +53,22 @@ void set_current_cuda_device(int cuda_device) {
   if (cuda_device >= 0) c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
 #endif
   (void)cuda_device;
+}
+
+int64_t cuda_free_bytes(int cuda_device) {
+#ifdef YOCOTRON_WITH_CUDA
+  if (cuda_device >= 0) {
+    const auto index = static_cast<c10::DeviceIndex>(cuda_device);
+    c10::cuda::CUDAGuard guard(index);
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    const int64_t cached = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
+    return static_cast<int64_t>(free) + (cached > 0 ? cached : 0);
+  }
+#endif
+  (void)cuda_device;
+  return -1;
 }
 
 const char* device_name(int cuda_device) {

@@ -21,15 +21,6 @@ std::string trim(std::string s) {
   return s;
 }
 
-std::string bytes_text(double bytes) {
-  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024.0 && u < 4) bytes /= 1024.0, ++u;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
-  return buf;
-}
-
 struct Allocation {
   std::string amount;   // "2.00 GiB", or "" when the error does not say
   std::string details;  // the allocator's own figures
@@ -63,7 +54,7 @@ bool is_cpu_allocator_failure(const std::string& msg) {
 Allocation parse_cpu(const std::string& msg) {
   Allocation a;
   std::smatch m;
-  if (std::regex_search(msg, m, std::regex(R"(tried to allocate ([0-9]+) bytes)"))) a.amount = bytes_text(std::stod(m[1]));
+  if (std::regex_search(msg, m, std::regex(R"(tried to allocate ([0-9]+) bytes)"))) a.amount = format_bytes(std::stod(m[1]));
   std::string why = "the CPU allocator";
   if (std::regex_search(msg, m, std::regex(R"(Error code [0-9]+ \(([^)]*)\))"))) why += ": " + m[1].str();
   char peak[64];
@@ -117,9 +108,7 @@ std::string suggestions(Phase phase, const Config& cfg, const OomContext& ctx) {
       s.push_back(tp);
       break;
   }
-  std::string out = "try ";
-  for (size_t i = 0; i < s.size(); ++i) out += (i == 0 ? "" : i + 1 == s.size() ? ", or " : ", ") + s[i];
-  return out;
+  return "try " + join_or(s);
 }
 
 }  // namespace

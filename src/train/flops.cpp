@@ -7,8 +7,8 @@
 namespace yt {
 
 double flops_per_token(const ModelConfig& m, int64_t seq_len) {
-  ParamCounts pc = count_parameters(m, make_kv_plan(m));
-  const double n = static_cast<double>(pc.total - m.vocab_size * m.d_model);  // without the input embedding
+  ParamCounts pc = count_parameters(m, make_kv_plan(m));  // throws ConfigError when the count overflows
+  const double n = static_cast<double>(pc.total - pc.embedding / 2);  // without the input embedding (vocab x d)
   return 6.0 * n + 12.0 * static_cast<double>(m.n_layers) * static_cast<double>(m.d_model) * static_cast<double>(seq_len);
 }
 

@@ -20,6 +20,7 @@
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
 #include "yocotron/log.h"
+#include "yocotron/memory_plan.h"
 #include "yocotron/mesh.h"
 #include "yocotron/metrics.h"
 #include "yocotron/model_factory.h"
@@ -324,6 +325,7 @@ void Trainer::finish_profile() {
 
 int Trainer::run() {
   setup_device_and_mesh();
+  check_memory_fits(cfg_, *mesh_, compute_ == at::kBFloat16, cuda_index_);  // before anything is built or written
   if (rank0()) {
     fs::create_directories(run_dir_);
     write_text_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
