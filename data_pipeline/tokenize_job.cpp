@@ -123,6 +123,14 @@ std::vector<std::string> tokenizer_sample(const std::vector<std::string>& files,
   return lines;
 }
 
+// The input files, for a message about all of them: "a.txt", or "a.txt, b.txt, c.txt and 4 more files".
+std::string files_text(const std::vector<std::string>& files) {
+  std::vector<std::string> shown(files.begin(), files.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(files.size(), 3)));
+  std::string s = join(shown, ", ");
+  if (files.size() > 3) s += cat(" and ", files.size() - 3, " more files");
+  return s;
+}
+
 }  // namespace
 
 bool is_validation_doc(const std::string& text, double val_fraction) {
@@ -161,7 +169,8 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
     f.commit();
   } else {
     auto sample = tokenizer_sample(files, o);
-    if (sample.empty()) throw std::runtime_error("tokenize: the inputs hold no usable text to train a tokenizer on");
+    if (sample.empty())
+      throw std::runtime_error(cat(files_text(files), ": no usable text to train a tokenizer on (no document in them has any text)"));
     log::info("training a ", o.tokenizer_type, " tokenizer (vocab ", o.vocab_size, ") on ", sample.size(), " lines");
     Tokenizer::train(sample, {o.vocab_size, o.tokenizer_type, threads}, model_path);
   }
@@ -314,8 +323,8 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
 
   uint64_t good = rep.docs[0] + rep.docs[1];
   if (good == 0)
-    throw std::runtime_error(cat("tokenize: no usable documents in the inputs",
-                                 rep.bad_records ? cat(" (", rep.bad_records, " bad records; first: ", first_bad, ")") : ""));
+    throw std::runtime_error(cat(files_text(files), ": no usable documents",
+                                 rep.bad_records ? cat(" (", rep.bad_records, " bad records; first: ", first_bad, ")") : " (no document in them has any text)"));
   double bad_frac = static_cast<double>(rep.bad_records) / static_cast<double>(rep.records);
   if (bad_frac > o.max_bad_fraction)
     throw std::runtime_error(cat("tokenize: ", rep.bad_records, " of ", rep.records, " records are unusable (",

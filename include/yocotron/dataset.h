@@ -2,13 +2,31 @@
 // opened and validated, addressed as one token stream.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "yocotron/shard.h"
 
 namespace yt {
+
+// DATASET/manifest.json, validated (docs/formats.md): types, ranges, shard paths inside the
+// dataset, split totals equal to the sum of their shards. Errors name the file and the field.
+struct DatasetManifest {
+  struct ShardEntry {
+    std::string file;  // relative to the dataset directory
+    uint64_t tokens = 0;
+    std::optional<uint64_t> docs, bytes;
+  };
+  std::string path;            // the manifest file
+  std::string tokenizer_file;  // relative to the dataset directory
+  std::string tokenizer_json;  // the "tokenizer" object as written
+  uint64_t fingerprint = 0, vocab_size = 0;
+  std::map<std::string, std::vector<ShardEntry>> splits;
+};
+DatasetManifest read_dataset_manifest(const std::string& manifest_path);
 
 class TokenDataset {
  public:

@@ -30,6 +30,9 @@ std::string tb_file_version_event(double wall_time);
 std::string tfrecord(const std::string& data);
 // The records of a TFRecord file (checksums verified) and the step of an Event (-1 when absent).
 std::vector<std::string> read_tfrecords(const std::string& path);
+// The intact records before the first damaged one; `problem` names the file, the byte and what is wrong
+// ("" when the whole file is intact).
+std::vector<std::string> read_tfrecords_prefix(const std::string& path, std::string* problem);
 int64_t tb_event_step(const std::string& event);
 
 }  // namespace yt

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "yocotron/reader_checks.h"
 #include "yocotron/fileio.h"
 #include "yocotron/mesh.h"
 #include "yocotron/safetensors.h"
@@ -148,29 +151,112 @@ std::vector<std::string> list_checkpoints(const std::string& root) {
   return out;
 }
 
-void verify_checkpoint(const std::string& dir) {
+namespace {
+
+// manifest.json, validated before anything it names is opened (docs/formats.md).
+struct Manifest {
+  struct FileEntry {
+    uint64_t bytes = 0;
+    uint32_t crc32c = 0;
+  };
+  struct TensorSpec {
+    std::vector<int64_t> global_shape;
+    int split_dim = -1;
+  };
+  std::string path;
+  int tp = 1;
+  std::optional<int64_t> step;
+  std::map<std::string, FileEntry> files;
+  std::map<std::string, TensorSpec> tensors;
+};
+
+
+Manifest read_manifest(const std::string& dir) {
+  Manifest out;
   fs::path manifest = fs::path(dir) / "manifest.json";
+  out.path = manifest.string();
   if (!fs::exists(manifest)) throw std::runtime_error(cat(dir, ": incomplete checkpoint (no manifest.json)"));
-  json m;
+  const json m = read_json_file(manifest.string());
   try {
-    m = json::parse(read_text_file(manifest.string()));
-    for (auto it = m.at("files").begin(); it != m.at("files").end(); ++it) {
-      fs::path f = fs::path(dir) / it.key();
-      if (!fs::exists(f)) throw std::runtime_error(cat(f.string(), ": missing"));
-      uint64_t size = 0;
-      uint32_t crc = crc32c_file(f.string(), &size);
-      if (size != it.value().at("bytes").get<uint64_t>())
-        throw std::runtime_error(cat(f.string(), ": size ", size, " differs from the manifest's ", it.value().at("bytes")));
-      if (crc != it.value().at("crc32c").get<uint32_t>())
-        throw std::runtime_error(cat(f.string(), ": checksum mismatch (the file is corrupt)"));
+    if (!m.is_object()) throw std::runtime_error("expected a JSON object");
+    if (m.contains("format") && m["format"] != "yocotron-checkpoint")
+      throw std::runtime_error(cat("format: expected \"yocotron-checkpoint\", found ", json_excerpt(m["format"])));
+    if (m.contains("version") && m["version"] != 1 && m["version"] != 2)
+      throw std::runtime_error(cat("version ", json_excerpt(m["version"]), " is not supported (this build reads versions 1 and 2)"));
+    if (!m.contains("files") || !m["files"].is_object()) throw std::runtime_error("files: missing or not an object");
+    for (auto it = m["files"].begin(); it != m["files"].end(); ++it) {
+      const std::string name = printable(it.key());
+      if (!is_plain_file_name(it.key()))
+        throw std::runtime_error(cat("files: '", name, "' is not a plain file name inside the checkpoint directory"));
+      const json& f = it.value();
+      if (!f.is_object()) throw std::runtime_error(cat("files.", name, ": expected {bytes, crc32c}, found ", json_excerpt(f)));
+      if (!f.contains("bytes") || !f["bytes"].is_number_unsigned())
+        throw std::runtime_error(cat("files.", name, ".bytes: expected a non-negative integer, found ",
+                                     f.contains("bytes") ? json_excerpt(f["bytes"]) : "nothing"));
+      if (!f.contains("crc32c") || !f["crc32c"].is_number_unsigned() || f["crc32c"].get<uint64_t>() > 0xFFFFFFFFull)
+        throw std::runtime_error(cat("files.", name, ".crc32c: expected a 32-bit unsigned integer, found ",
+                                     f.contains("crc32c") ? json_excerpt(f["crc32c"]) : "nothing"));
+      out.files[it.key()] = {f["bytes"].get<uint64_t>(), static_cast<uint32_t>(f["crc32c"].get<uint64_t>())};
     }
-    const int tp = m.value("tp", 1);
-    std::vector<std::string> required = {"state.json", "config.yaml"};
-    for (int r = 0; r < tp; ++r) required.push_back(shard_file("model", r, tp)), required.push_back(shard_file("optimizer", r, tp));
-    for (const auto& f : required)
-      if (!m.at("files").contains(f)) throw std::runtime_error(cat(dir, ": manifest lacks ", f));
-  } catch (const json::exception& e) {
+    if (m.contains("tp")) {
+      // Every TP rank has a model and an optimizer file listed, which bounds tp by the manifest's size.
+      if (!m["tp"].is_number_unsigned() || m["tp"].get<uint64_t>() < 1 || m["tp"].get<uint64_t>() > out.files.size() / 2 + 1)
+        throw std::runtime_error(cat("tp: expected a positive integer up to the number of listed file pairs, found ", json_excerpt(m["tp"])));
+      out.tp = static_cast<int>(m["tp"].get<uint64_t>());
+    }
+    if (m.contains("step")) {
+      if (!m["step"].is_number_unsigned() || m["step"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+        throw std::runtime_error(cat("step: expected a non-negative integer, found ", json_excerpt(m["step"])));
+      out.step = m["step"].get<int64_t>();
+    }
+    if (m.contains("tensors")) {
+      if (!m["tensors"].is_object()) throw std::runtime_error("tensors: expected an object");
+      for (auto it = m["tensors"].begin(); it != m["tensors"].end(); ++it) {
+        const std::string where = cat("tensors.", printable(it.key()));
+        const json& t = it.value();
+        if (!t.is_object() || !t.contains("global_shape") || !t["global_shape"].is_array() || !t.contains("split_dim") ||
+            !t["split_dim"].is_number_integer())
+          throw std::runtime_error(cat(where, ": expected {global_shape: [...], split_dim: N}, found ", json_excerpt(t)));
+        Manifest::TensorSpec spec;
+        for (const auto& d : t["global_shape"]) {
+          if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+            throw std::runtime_error(cat(where, ".global_shape: expected non-negative integers, found ", json_excerpt(t["global_shape"])));
+          spec.global_shape.push_back(d.get<int64_t>());
+        }
+        int64_t split = t["split_dim"].get<int64_t>();
+        if (split < -1 || split >= static_cast<int64_t>(spec.global_shape.size()))
+          throw std::runtime_error(cat(where, ".split_dim: ", split, " is not -1 or a dimension of ", json_excerpt(t["global_shape"])));
+        spec.split_dim = static_cast<int>(split);
+        out.tensors[it.key()] = spec;
+      }
+    }
+  } catch (const std::exception& e) {
     throw std::runtime_error(cat(manifest.string(), ": malformed: ", e.what()));
+  }
+  std::vector<std::string> required = {"state.json", "config.yaml"};
+  for (int r = 0; r < out.tp; ++r) required.push_back(shard_file("model", r, out.tp)), required.push_back(shard_file("optimizer", r, out.tp));
+  for (const auto& f : required)
+    if (!out.files.count(f)) throw std::runtime_error(cat(dir, ": manifest lacks ", f));
+  return out;
+}
+
+}  // namespace
+
+void verify_checkpoint(const std::string& dir) {
+  Manifest m = read_manifest(dir);
+  for (const auto& [name, want] : m.files) {
+    fs::path f = fs::path(dir) / name;
+    std::error_code ec;
+    auto status = fs::status(f, ec);
+    if (!fs::exists(status)) throw std::runtime_error(cat(f.string(), ": missing"));
+    if (!fs::is_regular_file(status)) throw std::runtime_error(cat(f.string(), ": not a regular file"));
+    uint64_t size = fs::file_size(f, ec);
+    if (ec || size != want.bytes)
+      throw std::runtime_error(cat(f.string(), ": size ", size, " differs from the manifest's ", want.bytes));
+    uint32_t crc = crc32c_file(f.string(), &size);
+    if (size != want.bytes)
+      throw std::runtime_error(cat(f.string(), ": size ", size, " differs from the manifest's ", want.bytes));
+    if (crc != want.crc32c) throw std::runtime_error(cat(f.string(), ": checksum mismatch (the file is corrupt)"));
   }
 }
 
@@ -186,42 +272,128 @@ std::optional<std::string> newest_valid_checkpoint(const std::string& root, std:
   return std::nullopt;
 }
 
+namespace {
+
+CheckpointState read_state(const std::string& path) {
+  CheckpointState st;
+  const json j = read_json_file(path);
+  try {
+    if (!j.is_object()) throw std::runtime_error("expected a JSON object");
+    auto count = [&](const char* key) -> uint64_t {
+      if (!j.contains(key) || !j[key].is_number_unsigned() || j[key].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+        throw std::runtime_error(cat(key, ": expected a non-negative integer, found ", j.contains(key) ? json_excerpt(j[key]) : "nothing"));
+      return j[key].get<uint64_t>();
+    };
+    st.step = static_cast<int64_t>(count("step"));
+    st.tokens = static_cast<int64_t>(count("tokens"));
+    st.consumed_samples = count("consumed_samples");
+    st.skipped_total = static_cast<int64_t>(count("skipped_total"));
+    if (!j.contains("adam_steps") || !j["adam_steps"].is_number() || !std::isfinite(j["adam_steps"].get<double>()) ||
+        j["adam_steps"].get<double>() < 0)
+      throw std::runtime_error(cat("adam_steps: expected a non-negative number, found ",
+                                   j.contains("adam_steps") ? json_excerpt(j["adam_steps"]) : "nothing"));
+    st.adam_steps = j["adam_steps"].get<double>();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(cat(path, ": malformed: ", e.what()));
+  }
+  return st;
+}
+
+std::string shape_text(at::IntArrayRef s) { return cat(s); }
+
+}  // namespace
+
 LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
   if (verify) verify_checkpoint(dir);
+  const Manifest manifest = read_manifest(dir);
   LoadedCheckpoint out;
   out.dir = dir;
-  json st = json::parse(read_text_file((fs::path(dir) / "state.json").string()));
-  out.state.step = st.at("step").get<int64_t>();
-  out.state.tokens = st.at("tokens").get<int64_t>();
-  out.state.consumed_samples = st.at("consumed_samples").get<uint64_t>();
-  out.state.skipped_total = st.at("skipped_total").get<int64_t>();
-  out.state.adam_steps = st.at("adam_steps").get<double>();
+  const std::string state_path = (fs::path(dir) / "state.json").string();
+  out.state = read_state(state_path);
+  if (manifest.step && *manifest.step != out.state.step)
+    throw std::runtime_error(cat(state_path, ": step ", out.state.step, " differs from the manifest's ", *manifest.step));
   out.state.config_yaml = read_text_file((fs::path(dir) / "config.yaml").string());
-  json manifest = json::parse(read_text_file((fs::path(dir) / "manifest.json").string()));
-  out.tp = manifest.value("tp", 1);
+  out.tp = manifest.tp;
+  std::vector<std::string> model_files, opt_files;
   std::vector<std::map<std::string, at::Tensor>> model(out.tp), opt(out.tp);
   for (int r = 0; r < out.tp; ++r) {
-    model[r] = load_safetensors((fs::path(dir) / shard_file("model", r, out.tp)).string()).tensors;
-    opt[r] = load_safetensors((fs::path(dir) / shard_file("optimizer", r, out.tp)).string()).tensors;
+    model_files.push_back((fs::path(dir) / shard_file("model", r, out.tp)).string());
+    opt_files.push_back((fs::path(dir) / shard_file("optimizer", r, out.tp)).string());
+    model[r] = load_safetensors(model_files[r]).tensors;
+    opt[r] = load_safetensors(opt_files[r]).tensors;
+  }
+  // Consistency of the files with each other and with the manifest, before any tensor is combined.
+  for (int r = 0; r < out.tp; ++r) {
+    for (const auto& [key, t] : model[r]) {
+      if (!c10::isFloatingType(t.scalar_type()))
+        throw std::runtime_error(cat(model_files[r], ": tensor '", printable(key), "': dtype ", t.scalar_type(), " is not a floating type"));
+      if (!model[0].count(key))
+        throw std::runtime_error(cat(model_files[r], ": tensor '", printable(key), "' is not in ", model_files[0]));
+      for (const char* moment : {"exp_avg/", "exp_avg_sq/"}) {
+        auto it = opt[r].find(moment + key);
+        if (it == opt[r].end())
+          throw std::runtime_error(cat(opt_files[r], ": lacks '", moment, printable(key), "' for tensor '", printable(key), "' of ",
+                                       model_files[r]));
+        if (!c10::isFloatingType(it->second.scalar_type()) || it->second.sizes() != t.sizes())
+          throw std::runtime_error(cat(opt_files[r], ": tensor '", moment, printable(key), "' is ", it->second.scalar_type(), " ",
+                                       shape_text(it->second.sizes()), ", the model's is ", shape_text(t.sizes())));
+      }
+    }
+    for (const auto& [key, t] : model[0])
+      if (!model[r].count(key)) throw std::runtime_error(cat(model_files[r], ": lacks tensor '", printable(key), "'"));
+    for (const auto& [key, t] : opt[r]) {
+      std::string name;
+      if (starts_with(key, "exp_avg_sq/")) name = key.substr(11);
+      else if (starts_with(key, "exp_avg/")) name = key.substr(8);
+      else if (starts_with(key, "rng/")) {
+        if (t.scalar_type() != at::kByte || t.dim() != 1)
+          throw std::runtime_error(cat(opt_files[r], ": tensor '", printable(key), "' is not a U8 vector (a generator state)"));
+        continue;
+      } else {
+        throw std::runtime_error(cat(opt_files[r], ": unexpected tensor '", printable(key), "'"));
+      }
+      if (!model[r].count(name))
+        throw std::runtime_error(cat(opt_files[r], ": tensor '", printable(key), "' belongs to no tensor of ", model_files[r]));
+    }
+  }
+  if (opt[0].count("rng/cpu")) {
+    const int64_t want = at::detail::getDefaultCPUGenerator().get_state().numel();
+    if (opt[0].at("rng/cpu").numel() != want)
+      throw std::runtime_error(cat(opt_files[0], ": tensor 'rng/cpu' has ", opt[0].at("rng/cpu").numel(),
+                                   " bytes, a CPU generator state has ", want));
   }
   // Reassemble each tensor from its TP shards: concatenate along the split dimension, drop padding.
-  const json tensors = manifest.value("tensors", json::object());
   auto global = [&](const std::vector<std::map<std::string, at::Tensor>>& parts, const std::string& key,
-                    const std::string& name) {
-    int split = tensors.contains(name) ? tensors[name]["split_dim"].get<int>() : -1;
-    if (split < 0 || out.tp == 1) {
-      at::Tensor t = parts[0].at(key);
-      if (split >= 0) t = t.narrow(split, 0, tensors[name]["global_shape"][split].get<int64_t>());
-      return t;
+                    const std::string& name, const std::vector<std::string>& files) {
+    auto spec_it = manifest.tensors.find(name);
+    const int split = spec_it == manifest.tensors.end() ? -1 : spec_it->second.split_dim;
+    if (split < 0) return parts[0].at(key);
+    const auto& want = spec_it->second.global_shape;
+    int64_t along = 0;
+    for (int r = 0; r < out.tp; ++r) {
+      const at::Tensor& t = parts[r].at(key);
+      bool fits = t.dim() == static_cast<int64_t>(want.size());
+      for (int64_t d = 0; fits && d < t.dim(); ++d)
+        fits = d == split || t.size(d) == want[static_cast<size_t>(d)];
+      if (!fits)
+        throw std::runtime_error(cat(files[static_cast<size_t>(r)], ": tensor '", printable(key), "' has shape ",
+                                     shape_text(t.sizes()), ", which is no TP shard of the manifest's global_shape ",
+                                     shape_text(want), " split along dimension ", split));
+      along += t.size(split);
     }
+    if (along < want[static_cast<size_t>(split)])
+      throw std::runtime_error(cat(files[0], ": tensor '", printable(key), "': its ", out.tp, " TP shard(s) hold ", along,
+                                   " rows along dimension ", split, ", the manifest's global_shape ", shape_text(want), " needs ",
+                                   want[static_cast<size_t>(split)]));
     std::vector<at::Tensor> shards;
     for (int r = 0; r < out.tp; ++r) shards.push_back(parts[r].at(key));
-    return at::cat(shards, split).narrow(split, 0, tensors[name]["global_shape"][split].get<int64_t>());
+    at::Tensor whole = out.tp == 1 ? shards[0] : at::cat(shards, split);
+    return whole.narrow(split, 0, want[static_cast<size_t>(split)]);
   };
-  for (const auto& [key, t] : model[0]) out.tensors.model[key] = global(model, key, key);
+  for (const auto& [key, t] : model[0]) out.tensors.model[key] = global(model, key, key, model_files);
   for (const auto& [key, t] : opt[0]) {
-    if (starts_with(key, "exp_avg_sq/")) out.tensors.exp_avg_sq[key.substr(11)] = global(opt, key, key.substr(11));
-    else if (starts_with(key, "exp_avg/")) out.tensors.exp_avg[key.substr(8)] = global(opt, key, key.substr(8));
+    if (starts_with(key, "exp_avg_sq/")) out.tensors.exp_avg_sq[key.substr(11)] = global(opt, key, key.substr(11), opt_files);
+    else if (starts_with(key, "exp_avg/")) out.tensors.exp_avg[key.substr(8)] = global(opt, key, key.substr(8), opt_files);
     else if (starts_with(key, "rng/")) out.tensors.rng[key.substr(4)] = t;
   }
   return out;

@@ -18,9 +18,10 @@ namespace yt::cli {
 namespace {
 namespace fs = std::filesystem;
 
-std::string thousands(int64_t v) {
+template <class T>
+std::string thousands(T v) {
   std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > (v < 0 ? 1 : 0); i -= 3) s.insert(static_cast<size_t>(i), ",");
+  for (int i = static_cast<int>(s.size()) - 3; i > (s[0] == '-' ? 1 : 0); i -= 3) s.insert(static_cast<size_t>(i), ",");
   return s;
 }
 
@@ -82,13 +83,13 @@ int inspect_data(const std::string& path, bool as_json) {
   if (fs::is_directory(path)) {
     fs::path manifest = fs::path(path) / "manifest.json";
     if (!fs::exists(manifest)) throw std::runtime_error(cat(path, ": not a dataset directory (no manifest.json)"));
-    auto m = nlohmann::json::parse(read_text_file(manifest.string()));
-    out = {{"dataset", path}, {"tokenizer", m.at("tokenizer")}, {"splits", nlohmann::json::object()}};
-    for (auto it = m.at("splits").begin(); it != m.at("splits").end(); ++it) {
-      auto ds = TokenDataset::open((fs::path(path) / it.key()).string(), /*verify=*/true);
+    DatasetManifest m = read_dataset_manifest(manifest.string());  // validated; errors name the field
+    out = {{"dataset", path}, {"tokenizer", nlohmann::json::parse(m.tokenizer_json)}, {"splits", nlohmann::json::object()}};
+    for (const auto& [split, entries] : m.splits) {
+      auto ds = TokenDataset::open((fs::path(path) / split).string(), /*verify=*/true);
       nlohmann::json shards = nlohmann::json::array();
       for (const auto& s : ds->shards()) shards.push_back(shard_json(s));
-      out["splits"][it.key()] = {{"tokens", ds->n_tokens()}, {"docs", ds->n_docs()}, {"shards", shards}};
+      out["splits"][split] = {{"tokens", ds->n_tokens()}, {"docs", ds->n_docs()}, {"shards", shards}};
     }
   } else {
     Shard s(path, /*verify_payload=*/true);
@@ -99,8 +100,8 @@ int inspect_data(const std::string& path, bool as_json) {
     return 0;
   }
   auto print_shard = [](const nlohmann::json& s) {
-    std::cout << "  " << s["file"].get<std::string>() << ": " << thousands(s["tokens"].get<int64_t>()) << " tokens ("
-              << s["token_dtype"].get<std::string>() << "), " << thousands(s["docs"].get<int64_t>()) << " docs, vocab "
+    std::cout << "  " << s["file"].get<std::string>() << ": " << thousands(s["tokens"].get<uint64_t>()) << " tokens ("
+              << s["token_dtype"].get<std::string>() << "), " << thousands(s["docs"].get<uint64_t>()) << " docs, vocab "
               << s["vocab_size"] << ", tokenizer " << s["tokenizer_fingerprint"].get<std::string>() << ", crc32c ok\n";
   };
   if (out.contains("dataset")) {
@@ -108,8 +109,8 @@ int inspect_data(const std::string& path, bool as_json) {
               << out["tokenizer"]["vocab_size"] << ", fingerprint " << out["tokenizer"]["fingerprint"].get<std::string>()
               << ")\n";
     for (auto it = out["splits"].begin(); it != out["splits"].end(); ++it) {
-      std::cout << it.key() << ": " << thousands(it.value()["tokens"].get<int64_t>()) << " tokens, "
-                << thousands(it.value()["docs"].get<int64_t>()) << " docs, " << it.value()["shards"].size()
+      std::cout << it.key() << ": " << thousands(it.value()["tokens"].get<uint64_t>()) << " tokens, "
+                << thousands(it.value()["docs"].get<uint64_t>()) << " docs, " << it.value()["shards"].size()
                 << " shards, all verified\n";
       for (const auto& s : it.value()["shards"]) print_shard(s);
     }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "yocotron/reader_checks.h"
 #include "yocotron/fileio.h"
 #include "yocotron/kv_plan.h"
 #include "yocotron/str.h"
@@ -58,24 +59,39 @@ RunRecord read_run(const std::string& dir) {
     throw std::runtime_error(cat(metrics.string(), ": missing (not a yocotron run directory, or it has not logged yet)"));
   if (!fs::exists(config)) throw std::runtime_error(cat(config.string(), ": missing (not a yocotron run directory)"));
   r.cfg = config_from_yaml(read_text_file(config.string()), {}, config.string());
-  std::istringstream in(read_text_file(metrics.string()));
+  const std::string text = read_text_file(metrics.string());
   std::vector<double> speeds;
-  for (std::string line; std::getline(in, line);) {
+  size_t pos = 0, line_no = 0;
+  while (pos < text.size()) {
+    const size_t nl = text.find('\n', pos);
+    const bool last_unfinished = nl == std::string::npos;  // every row is written with its end of line
+    const std::string line = text.substr(pos, last_unfinished ? std::string::npos : nl - pos);
+    pos = last_unfinished ? text.size() : nl + 1;
+    ++line_no;
     if (line.empty()) continue;
+    auto bad = [&](const std::string& what) {
+      throw std::runtime_error(cat(metrics.string(), ":", line_no, ": malformed metrics line (", what, "): ", printable(line, 60)));
+    };
     json j;
     try {
       j = json::parse(line);
     } catch (const json::exception&) {
-      continue;  // the torn last line of a run being written
+      if (last_unfinished) continue;  // the torn last line of a run being written
+      bad("not JSON");
     }
-    CurvePoint p{j.value("step", int64_t{0}), j.value("tokens", int64_t{0}), NAN};
+    if (!j.is_object()) bad("not a JSON object");
+    if (!j.contains("step") || !j["step"].is_number_integer()) bad("no integer \"step\"");
+    if (j.contains("tokens") && !j["tokens"].is_number_integer()) bad("\"tokens\" is not an integer");
+    for (const char* key : {"loss", "val_loss", "tokens_per_s"})
+      if (j.contains(key) && !j[key].is_number() && !j[key].is_null()) bad(cat("\"", key, "\" is not a number"));
+    CurvePoint p{j["step"].get<int64_t>(), j.value("tokens", int64_t{0}), NAN};
     if (j.contains("val_loss")) {
       p.value = j["val_loss"].is_number() ? j["val_loss"].get<double>() : NAN;
       r.eval.push_back(p);
     } else if (j.contains("loss")) {
       p.value = j["loss"].is_number() ? j["loss"].get<double>() : NAN;
       r.train.push_back(p);
-      if (j["tokens_per_s"].is_number()) speeds.push_back(j["tokens_per_s"].get<double>());
+      if (j.contains("tokens_per_s") && j["tokens_per_s"].is_number()) speeds.push_back(j["tokens_per_s"].get<double>());
     }
   }
   if (r.train.empty() && r.eval.empty()) throw std::runtime_error(cat(metrics.string(), ": no metrics yet"));

@@ -58,13 +58,70 @@ void merge_into(YAML::Node dst, const YAML::Node& src) {
   }
 }
 
+std::string at_mark(const std::string& origin, const YAML::Mark& m) {
+  if (m.line < 0) return origin + ": ";
+  return cat(origin, ":", m.line + 1, ":", m.column + 1, ": ");
+}
+
+// yaml-cpp keeps every entry of a mapping, duplicates included, and a lookup finds the first: a
+// duplicated key would silently lose one of its values. Also refuses keys that are not plain names
+// and trees too large or deep to be a recipe (aliases can make a small file a huge tree).
+void check_keys(const YAML::Node& node, const std::string& origin, int depth, size_t& visited) {
+  if (++visited > 100000)
+    throw ConfigError({cat(origin, ": more than 100000 YAML nodes (counting aliases where used): not a recipe")});
+  if (depth > 64) throw ConfigError({cat(at_mark(origin, node.Mark()), "YAML nested deeper than 64 levels: not a recipe")});
+  if (node.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar())
+        throw ConfigError({cat(at_mark(origin, kv.first.Mark()), "a key must be a plain name, found ",
+                               kv.first.IsNull() ? "null" : kv.first.IsSequence() ? "a list" : "a mapping")});
+      auto [it, fresh] = seen.emplace(kv.first.Scalar(), kv.first.Mark());
+      if (!fresh)
+        throw ConfigError({cat(at_mark(origin, kv.first.Mark()), "duplicate key '", kv.first.Scalar(), "'",
+                               it->second.line >= 0 ? cat(" (first at line ", it->second.line + 1, ")") : "",
+                               ": a recipe names each key once")});
+      check_keys(kv.second, origin, depth + 1, visited);
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& child : node) check_keys(child, origin, depth + 1, visited);
+  }
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  std::vector<YAML::Node> docs;
   try {
-    return YAML::Load(text);
+    docs = YAML::LoadAll(text);
   } catch (const YAML::ParserException& e) {
     throw ConfigError({cat(origin, ":", e.mark.line + 1, ":", e.mark.column + 1,
                            ": YAML syntax error: ", e.msg)});
+  } catch (const YAML::Exception& e) {
+    throw ConfigError({cat(origin, ": YAML error: ", e.msg)});
   }
+  if (docs.empty()) return YAML::Node();
+  if (docs.size() > 1)
+    throw ConfigError({cat(at_mark(origin, docs[1].Mark()), "a second YAML document (after '---'); a recipe is one document")});
+  size_t visited = 0;
+  check_keys(docs[0], origin, 0, visited);
+  return docs[0];
+}
+
+// The recipe's text: a regular file (or a pipe) of at most 16 MiB, else an error naming it.
+std::string read_recipe(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw ConfigError({cat(path.string(), ": is a directory, not a recipe file")});
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError({cat(path.string(), ": cannot open recipe: ", std::strerror(errno))});
+  constexpr size_t kMax = size_t{16} << 20;
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMax) throw ConfigError({cat(path.string(), ": larger than 16 MiB: not a recipe")});
+  }
+  if (in.bad()) throw ConfigError({cat(path.string(), ": cannot read recipe: ", std::strerror(errno))});
+  if (text.find('\0') != std::string::npos) throw ConfigError({cat(path.string(), ": holds NUL bytes: not a YAML recipe")});
+  return text;
 }
 
 Tree load_tree_text(const std::string& text, const std::string& origin, const fs::path& dir,
@@ -76,12 +133,9 @@ Tree load_tree_file(const fs::path& path, std::vector<std::string>& chain) {
     if (c == canon) throw ConfigError({cat(path.string(), ": base recipes form a cycle: ",
                                            join(chain, " -> "), " -> ", canon)});
   }
-  std::ifstream in(path);
-  if (!in) throw ConfigError({cat(path.string(), ": cannot open recipe: ", std::strerror(errno))});
-  std::stringstream ss;
-  ss << in.rdbuf();
+  std::string text = read_recipe(path);
   chain.push_back(canon);
-  Tree t = load_tree_text(ss.str(), path.string(), path.parent_path(), chain);
+  Tree t = load_tree_text(text, path.string(), path.parent_path(), chain);
   chain.pop_back();
   return t;
 }
@@ -116,8 +170,13 @@ void apply_override(Tree& tree, const std::string& assignment, std::vector<std::
   YAML::Node parsed;
   try {
     parsed = YAML::Load(value);
-  } catch (const YAML::ParserException& e) {
+    size_t visited = 0;
+    check_keys(parsed, "--set " + assignment, 0, visited);
+  } catch (const YAML::Exception& e) {
     problems.push_back(cat("--set ", assignment, ": value is not valid YAML: ", e.msg));
+    return;
+  } catch (const ConfigError& e) {
+    problems.push_back(e.problems().front());
     return;
   }
   auto parts = split(key, '.');

@@ -63,7 +63,15 @@ Shard::Shard(std::string path, bool verify_payload) : path_(std::move(path)) {
   int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(cat(path_, ": cannot open shard: ", std::strerror(errno)));
   struct stat st {};
-  ::fstat(fd, &st);
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw std::runtime_error(cat(path_, ": cannot stat shard: ", std::strerror(err)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw std::runtime_error(cat(path_, ": not a token shard (", S_ISDIR(st.st_mode) ? "a directory" : "not a regular file", ")"));
+  }
   map_size_ = static_cast<uint64_t>(st.st_size);
   if (map_size_ < sizeof(ShardHeader)) {
     ::close(fd);
@@ -85,6 +93,18 @@ Shard::Shard(std::string path, bool verify_payload) : path_(std::move(path)) {
     fail(cat("unsupported shard version ", header_.version, " (this build reads version ", kShardVersion, ")"));
   if (crc32c(&header_, 52) != header_.header_crc32c) fail("header checksum mismatch: the header is corrupt");
   if (header_.token_bytes != 2 && header_.token_bytes != 4) fail(cat("bad token width ", header_.token_bytes));
+  if (header_.reserved != 0) fail(cat("corrupt header: the reserved field is ", header_.reserved, ", not 0"));
+  if (header_.vocab_size == 0 || header_.vocab_size > (uint64_t{1} << 32))
+    fail(cat("corrupt header: vocab_size ", header_.vocab_size, " is outside 1..2^32"));
+  // Counts are checked against the file size before any arithmetic with them, so that no product
+  // or sum below can wrap around (a header claiming 2^63 tokens must not pass as a small file).
+  const uint64_t body = map_size_ - sizeof(ShardHeader);
+  if (header_.n_tokens > body / header_.token_bytes)
+    fail(cat("truncated shard or corrupt header: n_tokens ", header_.n_tokens, " (", header_.token_bytes,
+             " bytes each) does not fit in the file's ", map_size_, " bytes"));
+  if (header_.n_docs >= body / 8)
+    fail(cat("truncated shard or corrupt header: n_docs ", header_.n_docs, " (", header_.n_docs, " + 1 offsets of 8 bytes) ",
+             "does not fit in the file's ", map_size_, " bytes"));
   uint64_t want = shard_file_size(header_.n_tokens, header_.n_docs, header_.token_bytes);
   if (map_size_ != want)
     fail(cat(map_size_ < want ? "truncated shard: " : "shard has trailing bytes: ", map_size_, " bytes, the header says ", want));
@@ -101,6 +121,7 @@ Shard::Shard(std::string path, bool verify_payload) : path_(std::move(path)) {
   uint64_t prev = 0;
   for (uint64_t d = 0; d <= header_.n_docs; ++d) {
     uint64_t s = doc_start(d);
+    if (d == 0 && header_.n_docs > 0 && s != 0) fail(cat("document 0 starts at token ", s, ", not 0"));
     if (s < prev || s > header_.n_tokens || (d == header_.n_docs && s != header_.n_tokens))
       fail(cat("document offsets are not increasing at document ", d));
     prev = s;
@@ -116,6 +137,8 @@ Shard::Shard(Shard&& o) noexcept : path_(std::move(o.path_)), header_(o.header_)
 }
 
 void Shard::copy_tokens(uint64_t begin, uint64_t count, int64_t* out) const {
+  if (begin > header_.n_tokens || count > header_.n_tokens - begin)
+    throw std::out_of_range(cat(path_, ": tokens [", begin, ", ", begin, " + ", count, ") past its ", header_.n_tokens, " tokens"));
   const unsigned char* t = map_ + sizeof(ShardHeader) + begin * header_.token_bytes;
   if (header_.token_bytes == 2) {
     for (uint64_t i = 0; i < count; ++i) {
@@ -133,6 +156,7 @@ void Shard::copy_tokens(uint64_t begin, uint64_t count, int64_t* out) const {
 }
 
 uint64_t Shard::doc_start(uint64_t doc) const {
+  if (doc > header_.n_docs) throw std::out_of_range(cat(path_, ": document ", doc, " past its ", header_.n_docs, " documents"));
   uint64_t v;
   std::memcpy(&v, map_ + align8(tokens_end(header_)) + 8 * doc, 8);
   return v;

@@ -1,13 +1,17 @@
 #include "yocotron/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "yocotron/reader_checks.h"
 #include "yocotron/fileio.h"
 #include "yocotron/str.h"
 
@@ -68,6 +72,64 @@ FileDigest save_safetensors(const std::string& path, const NamedTensors& tensors
   return {f.bytes_written(), f.crc32c()};
 }
 
+namespace {
+
+struct Entry {
+  std::string name;
+  at::ScalarType type;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;
+};
+
+
+// Checks one header entry against the data section's size before anything is allocated.
+Entry parse_entry(const std::string& name, const nlohmann::json& e, uint64_t data_size) {
+  Entry out;
+  out.name = name;
+  if (!e.is_object()) throw std::runtime_error(cat("expected an object {dtype, shape, data_offsets}, found ", json_excerpt(e)));
+  for (const char* key : {"dtype", "shape", "data_offsets"})
+    if (!e.contains(key)) throw std::runtime_error(cat("missing \"", key, "\""));
+  const auto& dtype = e["dtype"];
+  if (!dtype.is_string() || !dtype_from_name(dtype.get<std::string>(), &out.type))
+    throw std::runtime_error(cat("unknown dtype ", json_excerpt(dtype), " (this build reads F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)"));
+  const auto& shape = e["shape"];
+  if (!shape.is_array()) throw std::runtime_error(cat("shape: expected a list of integers, found ", json_excerpt(shape)));
+  if (shape.size() > 64) throw std::runtime_error(cat("shape has ", shape.size(), " dimensions (at most 64)"));
+  // The product of the dimensions (zeros counted as ones, so that no stride overflows either) and
+  // the byte size must fit in int64, the type torch sizes tensors with.
+  uint64_t product = 1;
+  bool empty = false;
+  for (const auto& d : shape) {
+    if (d.is_number_integer() && !d.is_number_unsigned())
+      throw std::runtime_error(cat("shape ", json_excerpt(shape), " has a negative dimension"));
+    if (!d.is_number_unsigned()) throw std::runtime_error(cat("shape ", json_excerpt(shape), " holds ", json_excerpt(d), ", not an integer"));
+    uint64_t v = d.get<uint64_t>();
+    if (!mul_ok(product, std::max<uint64_t>(v, 1), &product) || product > static_cast<uint64_t>(INT64_MAX))
+      throw std::runtime_error(cat("shape ", json_excerpt(shape), ": the element count overflows 64 bits"));
+    empty = empty || v == 0;
+    out.shape.push_back(static_cast<int64_t>(v));
+  }
+  const uint64_t numel = empty ? 0 : product;
+  uint64_t bytes = 0;
+  if (!mul_ok(numel, c10::elementSize(out.type), &bytes) || bytes > static_cast<uint64_t>(INT64_MAX))
+    throw std::runtime_error(cat("shape ", json_excerpt(shape), ": the byte size overflows 64 bits"));
+  const auto& offs = e["data_offsets"];
+  if (!offs.is_array() || offs.size() != 2 || !offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())
+    throw std::runtime_error(cat("data_offsets: expected [begin, end] of non-negative integers, found ", json_excerpt(offs)));
+  out.begin = offs[0].get<uint64_t>();
+  out.end = offs[1].get<uint64_t>();
+  if (out.begin > out.end) throw std::runtime_error(cat("data_offsets [", out.begin, ", ", out.end, "]: begin is after end"));
+  if (out.end > data_size)
+    throw std::runtime_error(cat("data_offsets [", out.begin, ", ", out.end, "] end past the data section (", data_size,
+                                 " bytes): truncated or corrupt file"));
+  if (out.end - out.begin != bytes)
+    throw std::runtime_error(cat("data_offsets [", out.begin, ", ", out.end, "] hold ", out.end - out.begin, " bytes, but ",
+                                 dtype.get<std::string>(), " ", json_excerpt(shape), " needs ", bytes));
+  return out;
+}
+
+}  // namespace
+
 SafetensorsFile load_safetensors(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(cat(path, ": cannot open: ", std::strerror(errno)));
@@ -75,7 +137,11 @@ SafetensorsFile load_safetensors(const std::string& path) {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  off_t file_size = ::lseek(fd, 0, SEEK_END);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw std::runtime_error(cat(path, ": cannot stat: ", std::strerror(errno)));
+  if (!S_ISREG(st.st_mode))
+    throw std::runtime_error(cat(path, ": not a safetensors file (", S_ISDIR(st.st_mode) ? "a directory" : "not a regular file", ")"));
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   auto read_at = [&](void* dst, uint64_t bytes, uint64_t at) {
     char* p = static_cast<char*>(dst);
     while (bytes > 0) {
@@ -89,46 +155,57 @@ SafetensorsFile load_safetensors(const std::string& path) {
   uint64_t header_len = 0;
   if (file_size < 8) throw std::runtime_error(cat(path, ": not a safetensors file (", file_size, " bytes)"));
   read_at(&header_len, 8, 0);
-  if (header_len > static_cast<uint64_t>(file_size) - 8 || header_len > (100u << 20))
-    throw std::runtime_error(cat(path, ": corrupt safetensors header length ", header_len));
+  if (header_len > file_size - 8)
+    throw std::runtime_error(cat(path, ": corrupt safetensors header length ", header_len, " (past the end of the file's ",
+                                 file_size, " bytes)"));
+  if (header_len > (100u << 20))
+    throw std::runtime_error(cat(path, ": corrupt safetensors header length ", header_len, " (more than 100 MiB)"));
   std::string text(header_len, '\0');
   read_at(text.data(), header_len, 8);
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
-    throw std::runtime_error(cat(path, ": corrupt safetensors header: ", e.what()));
+    throw std::runtime_error(cat(path, ": corrupt safetensors header: ", printable(e.what(), 200)));
   }
   if (!header.is_object()) throw std::runtime_error(cat(path, ": safetensors header is not a JSON object"));
   const uint64_t data_start = 8 + header_len;
-  const uint64_t data_size = static_cast<uint64_t>(file_size) - data_start;
+  const uint64_t data_size = file_size - data_start;
   SafetensorsFile out;
+  std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
-      for (auto m = it.value().begin(); m != it.value().end(); ++m)
-        out.metadata[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
+      if (!it.value().is_object()) throw std::runtime_error(cat(path, ": __metadata__ is not a JSON object"));
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        if (!m.value().is_string())
+          throw std::runtime_error(cat(path, ": __metadata__ '", printable(m.key()), "' is not a string"));
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
       continue;
     }
-    const auto& e = it.value();
-    at::ScalarType type;
     try {
-      if (!dtype_from_name(e.at("dtype").get<std::string>(), &type))
-        throw std::runtime_error(cat("unsupported dtype ", e.at("dtype").get<std::string>()));
-      auto shape = e.at("shape").get<std::vector<int64_t>>();
-      auto offs = e.at("data_offsets").get<std::vector<uint64_t>>();
-      auto t = at::empty(shape, at::TensorOptions().dtype(type));
-      uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
-      if (offs.size() != 2 || offs[1] < offs[0] || offs[1] - offs[0] != bytes || offs[1] > data_size)
-        throw std::runtime_error("data_offsets do not match its shape and the file size");
-      read_at(t.data_ptr(), bytes, data_start + offs[0]);
-      out.tensors[it.key()] = t;
-    } catch (const nlohmann::json::exception& ex) {
-      throw std::runtime_error(cat(path, ": tensor '", it.key(), "': malformed entry: ", ex.what()));
-    } catch (const std::runtime_error& ex) {
-      std::string what = ex.what();
-      if (starts_with(what, path)) throw;
-      throw std::runtime_error(cat(path, ": tensor '", it.key(), "': ", what));
+      entries.push_back(parse_entry(it.key(), it.value(), data_size));
+    } catch (const std::exception& ex) {
+      throw std::runtime_error(cat(path, ": tensor '", printable(it.key()), "': ", ex.what()));
     }
+  }
+  // No two tensors may share bytes.
+  std::vector<const Entry*> by_offset;
+  for (const auto& e : entries)
+    if (e.end > e.begin) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const Entry& a = *by_offset[i - 1];
+    const Entry& b = *by_offset[i];
+    if (b.begin < a.end)
+      throw std::runtime_error(cat(path, ": tensor '", printable(b.name), "': data_offsets [", b.begin, ", ", b.end,
+                                   "] overlap tensor '", printable(a.name), "' [", a.begin, ", ", a.end, "]"));
+  }
+  // Every size is now bounded by the file's: allocate and read.
+  for (const auto& e : entries) {
+    auto t = at::empty(e.shape, at::TensorOptions().dtype(e.type));
+    read_at(t.data_ptr(), e.end - e.begin, data_start + e.begin);
+    out.tensors[e.name] = t;
   }
   return out;
 }

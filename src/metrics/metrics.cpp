@@ -1,11 +1,15 @@
 #include "yocotron/metrics.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "yocotron/reader_checks.h"
 #include "yocotron/fileio.h"
+#include "yocotron/log.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -13,12 +17,40 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kCsvHeader = "step,tokens,loss,lr,grad_norm,tokens_per_s,mfu,mem_gb,skipped,val_loss,val_ppl,elapsed_s";
+const std::string kCsvHeader = "step,tokens,loss,lr,grad_norm,tokens_per_s,mfu,mem_gb,skipped,val_loss,val_ppl,elapsed_s";
 
 std::string num(double v) { return std::isfinite(v) ? format_double(v) : (std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity")); }
 
 // JSON has no NaN: non-finite values are written as null.
 std::string json_num(double v) { return std::isfinite(v) ? format_double(v) : "null"; }
+
+size_t field_count(const std::string& line) { return static_cast<size_t>(std::count(line.begin(), line.end(), ',')) + 1; }
+
+bool parse_step(const std::string& text, int64_t* step) {
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, *step);
+  return ec == std::errc() && p == end && *step >= 0;
+}
+
+// Why a complete line of metrics.csv or metrics.jsonl is not a row this program wrote ("" when it is).
+std::string row_problem(const std::string& line, bool csv, size_t csv_fields, int64_t* step) {
+  if (csv) {
+    if (field_count(line) != csv_fields) return cat("malformed row (", field_count(line), " fields, the header has ", csv_fields, ")");
+    if (!parse_step(line.substr(0, line.find(',')), step)) return "malformed row (the step is not a non-negative integer)";
+    return "";
+  }
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception&) {
+    return "malformed row (not JSON)";
+  }
+  if (!j.is_object() || !j.contains("step") || !j["step"].is_number_unsigned() ||
+      j["step"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    return "malformed row (not an object with a non-negative integer \"step\")";
+  *step = j["step"].get<int64_t>();
+  return "";
+}
 
 }  // namespace
 
@@ -26,27 +58,40 @@ void truncate_metrics(const std::string& run_dir, int64_t keep_up_to) {
   for (const char* name : {"metrics.jsonl", "metrics.csv"}) {
     fs::path p = fs::path(run_dir) / name;
     if (!fs::exists(p)) continue;
-    std::istringstream in(read_text_file(p.string()));
-    std::string line, kept;
-    bool csv = ends_with(name, ".csv");
-    while (std::getline(in, line)) {
+    const std::string text = read_text_file(p.string());
+    const bool csv = ends_with(name, ".csv");
+    // Rows are written whole with their end of line, so only the last one can be torn (the run
+    // stopped while writing it, or the disk filled): that one is dropped with a warning. A bad row
+    // before it was not written by this program, and silently dropping it could hide more damage.
+    const size_t last = text.find_last_not_of('\n') == std::string::npos ? 0 : text.find_last_not_of('\n');
+    std::string header, kept;
+    size_t csv_fields = field_count(kCsvHeader);
+    size_t pos = 0, line_no = 0;
+    while (pos < text.size()) {
+      const size_t nl = text.find('\n', pos);
+      const bool torn = nl == std::string::npos;
+      const std::string line = text.substr(pos, torn ? std::string::npos : nl - pos);
+      const bool is_last = (torn ? text.size() : nl) > last;
+      pos = torn ? text.size() : nl + 1;
+      ++line_no;
       if (line.empty()) continue;
+      if (csv && line_no == 1 && !torn && starts_with(line, "step,")) {
+        header = line;
+        csv_fields = field_count(line);
+        continue;
+      }
       int64_t step = -1;
-      if (csv) {
-        if (starts_with(line, "step,")) {
-          kept += line + "\n";
-          continue;
-        }
-        step = std::stoll(line.substr(0, line.find(',')));
-      } else {
-        try {
-          step = nlohmann::json::parse(line).at("step").get<int64_t>();
-        } catch (const std::exception&) {
-          continue;  // a torn last line of a crashed run
-        }
+      std::string why = torn ? "torn last row (the run stopped while writing it)" : row_problem(line, csv, csv_fields, &step);
+      if (!why.empty()) {
+        if (!is_last)
+          throw std::runtime_error(cat(p.string(), ":", line_no, ": ", why, ": \"", printable(line, 60),
+                                       "\"; only the last row may be damaged (fix or remove this line to resume)"));
+        log::warn(p.string(), ":", line_no, ": ", why, ": \"", printable(line, 60), "\" dropped");
+        continue;
       }
       if (step <= keep_up_to) kept += line + "\n";
     }
+    if (csv && (!header.empty() || !kept.empty())) kept = (header.empty() ? kCsvHeader : header) + "\n" + kept;
     write_text_file_atomic(p.string(), kept);
   }
 }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <stdexcept>
 
 #include "yocotron/fileio.h"
+#include "yocotron/log.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -84,25 +86,46 @@ std::string tfrecord(const std::string& data) {
   return out;
 }
 
-std::vector<std::string> read_tfrecords(const std::string& path) {
+std::vector<std::string> read_tfrecords_prefix(const std::string& path, std::string* problem) {
   std::string all = read_text_file(path);
   std::vector<std::string> out;
+  problem->clear();
   size_t p = 0;
   while (p < all.size()) {
-    if (p + 12 > all.size()) throw std::runtime_error(cat(path, ": truncated record header at byte ", p));
+    const size_t left = all.size() - p;
+    if (left < 12) {
+      *problem = cat(path, ": truncated record header at byte ", p);
+      break;
+    }
     uint64_t len;
     std::memcpy(&len, all.data() + p, 8);
     uint32_t c1;
     std::memcpy(&c1, all.data() + p + 8, 4);
-    if (c1 != masked_crc(all.substr(p, 8))) throw std::runtime_error(cat(path, ": bad length checksum at byte ", p));
-    if (p + 12 + len + 4 > all.size()) throw std::runtime_error(cat(path, ": truncated record at byte ", p));
+    if (c1 != masked_crc(all.substr(p, 8))) {
+      *problem = cat(path, ": bad length checksum at byte ", p);
+      break;
+    }
+    if (len > left - 12 || left - 12 - len < 4) {  // no overflow for any len
+      *problem = cat(path, ": truncated record at byte ", p);
+      break;
+    }
     std::string data = all.substr(p + 12, len);
     uint32_t c2;
     std::memcpy(&c2, all.data() + p + 12 + len, 4);
-    if (c2 != masked_crc(data)) throw std::runtime_error(cat(path, ": bad data checksum at byte ", p));
+    if (c2 != masked_crc(data)) {
+      *problem = cat(path, ": bad data checksum at byte ", p);
+      break;
+    }
     out.push_back(std::move(data));
     p += 12 + len + 4;
   }
+  return out;
+}
+
+std::vector<std::string> read_tfrecords(const std::string& path) {
+  std::string problem;
+  auto out = read_tfrecords_prefix(path, &problem);
+  if (!problem.empty()) throw std::runtime_error(problem);
   return out;
 }
 
@@ -112,7 +135,7 @@ int64_t tb_event_step(const std::string& e) {
     uint64_t v = 0;
     for (int shift = 0; p < e.size(); shift += 7) {
       auto b = static_cast<unsigned char>(e[p++]);
-      v |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if (shift < 64) v |= static_cast<uint64_t>(b & 0x7F) << shift;
       if (!(b & 0x80)) break;
     }
     return v;
@@ -124,7 +147,11 @@ int64_t tb_event_step(const std::string& e) {
     if (wire == 0) read_varint();
     else if (wire == 1) p += 8;
     else if (wire == 5) p += 4;
-    else if (wire == 2) p += read_varint();
+    else if (wire == 2) {
+      uint64_t len = read_varint();
+      if (len > e.size() - std::min(p, e.size())) break;
+      p += len;
+    }
     else break;
   }
   return -1;
@@ -135,9 +162,14 @@ TensorBoardWriter::TensorBoardWriter(const std::string& run_dir, int64_t keep_up
   fs::create_directories(dir);
   for (const auto& f : fs::directory_iterator(dir)) {  // a resumed run: forget what came after the checkpoint
     if (f.path().filename().string().rfind("events.out.tfevents.", 0) != 0) continue;
-    std::string kept;
+    std::string kept, problem;
     bool dropped = false;
-    for (const auto& rec : read_tfrecords(f.path().string())) {
+    auto records = read_tfrecords_prefix(f.path().string(), &problem);
+    if (!problem.empty()) {  // the torn end of a run that stopped while writing: keep what precedes it
+      log::warn(problem, ": dropping it and what follows (", records.size(), " intact records kept)");
+      dropped = true;
+    }
+    for (const auto& rec : records) {
       if (tb_event_step(rec) > keep_up_to) dropped = true;
       else kept += tfrecord(rec);
     }

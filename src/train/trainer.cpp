@@ -174,9 +174,19 @@ void Trainer::build_model_and_optimizer() {
     return out;
   };
   const auto& t = resume_->tensors;
-  opt_->load("master", local(t.model));
-  opt_->load("exp_avg", local(t.exp_avg));
-  opt_->load("exp_avg_sq", local(t.exp_avg_sq));
+  try {  // a checkpoint whose tensors do not fit its own config.yaml: name the checkpoint
+    for (const auto& [name, tensor] : t.model) {
+      auto it = specs.find(name);
+      if (it != specs.end() && tensor.sizes() != at::IntArrayRef(it->second.global_shape))
+        throw std::runtime_error(cat("tensor '", name, "' has shape ", tensor.sizes(), ", the model's is ",
+                                     at::IntArrayRef(it->second.global_shape)));
+    }
+    opt_->load("master", local(t.model));
+    opt_->load("exp_avg", local(t.exp_avg));
+    opt_->load("exp_avg_sq", local(t.exp_avg_sq));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(cat(resume_->dir, ": ", e.what()));
+  }
   opt_->set_adam_steps(resume_->state.adam_steps);
   if (t.rng.count("cpu")) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
