@@ -138,8 +138,8 @@ at::Tensor DecoderImpl::forward_cached(const at::Tensor& tokens, KvCache& cache,
   for (int64_t i = 0; i < static_cast<int64_t>(layers->size()); ++i) {
     if (i == exit_at && T > 1) {
       // Only the last position's output is wanted and no later layer writes the cache.
-      x = x.narrow(1, T - 1, 1);
-      delta = delta.narrow(1, T - 1, 1);
+      x = x.narrow(1, T - 1, 1).contiguous();
+      delta = delta.narrow(1, T - 1, 1).contiguous();
     }
     step.last_only = i >= exit_at && T > 1;
     std::tie(x, delta) = layers[i]->as<Block>()->forward(x, delta, {}, {}, unused_k, unused_v, opt, &step);

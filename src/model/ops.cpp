@@ -187,8 +187,11 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 
 at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             AttentionKernel kernel) {
-  if (kernel == AttentionKernel::Auto && q.size(2) == 1 && !mask.defined()) kernel = AttentionKernel::Sdpa;
-  kernel = resolve_attention_kernel(kernel, q);
+  // Decoding one token over a cache whose length changes every step: cuDNN would build a new
+  // graph per length (tens of ms each); flash takes any length as it comes.
+  if (kernel == AttentionKernel::Auto && q.size(2) == 1 && !mask.defined())
+    kernel = q.is_cuda() ? AttentionKernel::Flash : AttentionKernel::Sdpa;
+  else kernel = resolve_attention_kernel(kernel, q);
   const at::Tensor hidden = mask.defined() ? mask.logical_not() : at::Tensor();
   if (kernel == AttentionKernel::Math || !sdpa_available()) return math_attention(q, k, v, hidden);
 #if TORCH_VERSION_MAJOR >= 2
@@ -198,8 +201,13 @@ at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::
     const std::optional<at::Tensor> attn_mask = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
     return at::scaled_dot_product_attention(q, k, v, attn_mask, 0.0, /*is_causal=*/false, std::nullopt, gqa);
   }
-  OnlySdpaBackend only(kernel);
-  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/false, std::nullopt, gqa);
+  try {
+    OnlySdpaBackend only(kernel);
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/false, std::nullopt, gqa);
+  } catch (const c10::Error&) {
+    // This backend cannot take these inputs (dtype, head dim): let SDPA choose.
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/false, std::nullopt, gqa);
+  }
 #else
   return math_attention(q, k, v, hidden);
 #endif
