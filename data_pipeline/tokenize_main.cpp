@@ -11,19 +11,6 @@
 namespace yt {
 namespace {
 
-template <class T>
-T number(const ArgParser& p, const std::string& name, T fallback) {
-  if (!p.has(name)) return fallback;
-  try {
-    size_t used = 0;
-    double v = std::stod(p.get(name), &used);
-    if (used != p.get(name).size()) throw std::invalid_argument("");
-    return static_cast<T>(v);
-  } catch (const std::exception&) {
-    throw UsageError(name + " expects a number, found '" + p.get(name) + "'");
-  }
-}
-
 int run_tokenize(const std::vector<std::string>& args) {
   ArgParser p("tokenize",
               "Tokenize a corpus into checksummed token shards (a dataset directory with train/ and val/ splits,\n"
@@ -49,23 +36,23 @@ int run_tokenize(const std::vector<std::string>& args) {
   if (!p.has("--out")) throw UsageError("missing --out DATASET_DIR");
   o.out_dir = p.get("--out");
   o.tokenizer_model = p.get("--tokenizer");
-  o.vocab_size = number<int>(p, "--vocab-size", 0);
+  o.vocab_size = static_cast<int>(p.integer("--vocab-size", 0, 0, 1 << 30));
   if (o.tokenizer_model.empty() == (o.vocab_size <= 0))
     throw UsageError("give exactly one of --tokenizer FILE.model and --vocab-size N");
   o.tokenizer_type = p.get("--tokenizer-type", "bpe");
   if (o.tokenizer_type != "bpe" && o.tokenizer_type != "unigram")
     throw UsageError("--tokenizer-type must be bpe or unigram, found '" + o.tokenizer_type + "'");
-  o.train_sample_mb = number<int64_t>(p, "--train-sample-mb", 64);
-  o.val_fraction = number<double>(p, "--val-fraction", 0.005);
-  o.threads = number<int>(p, "--threads", 0);
+  o.train_sample_mb = p.integer("--train-sample-mb", 64);
+  o.val_fraction = p.number("--val-fraction", 0.005);
+  o.threads = static_cast<int>(p.integer("--threads", 0, 0, 1 << 16));
   std::string split = p.get("--txt-split", "file");
   if (split != "file" && split != "blank-lines")
     throw UsageError("--txt-split must be file or blank-lines, found '" + split + "'");
   o.corpus.txt_split_blank_lines = split == "blank-lines";
   o.corpus.jsonl_field = p.get("--jsonl-field", "text");
   o.add_bos = p.has("--bos");
-  o.shard_tokens = number<int64_t>(p, "--shard-tokens", 100000000);
-  o.max_bad_fraction = number<double>(p, "--max-bad-fraction", 0.01);
+  o.shard_tokens = p.integer("--shard-tokens", 100000000);
+  o.max_bad_fraction = p.number("--max-bad-fraction", 0.01);
   o.overwrite = p.has("--overwrite");
 
   log::init(0);

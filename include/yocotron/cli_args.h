@@ -1,7 +1,9 @@
 // Command-line options of one `yocotron <command>`: declared options, strict parsing
 // (an unknown option is a UsageError naming it, with the closest known option), and help text.
 #pragma once
+#include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -32,6 +34,12 @@ class ArgParser {
   bool has(const std::string& name) const;
   std::string get(const std::string& name, const std::string& fallback = "") const;
   const std::vector<std::string>& all(const std::string& name) const;
+  // The value of `name` as a number (`fallback` when absent). A value that is not one, or lies
+  // outside [lo, hi], is a UsageError naming the option.
+  double number(const std::string& name, double fallback, double lo = -std::numeric_limits<double>::infinity(),
+                double hi = std::numeric_limits<double>::infinity()) const;
+  int64_t integer(const std::string& name, int64_t fallback, int64_t lo = std::numeric_limits<int64_t>::min(),
+                  int64_t hi = std::numeric_limits<int64_t>::max()) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
 
   std::string usage() const;

@@ -1,6 +1,8 @@
 #include "yocotron/cli_args.h"
 
+#include <cmath>
 #include <iostream>
+#include <type_traits>
 
 #include "yocotron/config.h"
 #include "yocotron/str.h"
@@ -103,6 +105,47 @@ const std::vector<std::string>& ArgParser::all(const std::string& name) const {
   static const std::vector<std::string> none;
   auto it = values_.find(name);
   return it == values_.end() ? none : it->second;
+}
+
+namespace {
+
+template <class T>
+std::string range_text(T lo, T hi) {
+  auto text = [](T v) { return cat(v); };
+  if (lo == std::numeric_limits<T>::lowest() || (std::is_floating_point_v<T> && std::isinf(static_cast<double>(lo))))
+    return "<= " + text(hi);
+  if (hi == std::numeric_limits<T>::max() || (std::is_floating_point_v<T> && std::isinf(static_cast<double>(hi))))
+    return ">= " + text(lo);
+  return "between " + text(lo) + " and " + text(hi);
+}
+
+// `v` read whole by `parse` (std::stod, std::stoll) and checked against [lo, hi].
+template <class T, class Parse>
+T checked_number(const std::string& name, const std::string& v, T lo, T hi, const char* kind, Parse parse) {
+  T x{};
+  size_t used = 0;
+  try {
+    x = parse(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (v.empty() || used != v.size() || !std::isfinite(static_cast<double>(x)))
+    throw UsageError(cat(name, " expects ", kind, ", found '", v, "'"));
+  if (x < lo || x > hi) throw UsageError(cat(name, " must be ", range_text(lo, hi), ", found ", v));
+  return x;
+}
+
+}  // namespace
+
+double ArgParser::number(const std::string& name, double fallback, double lo, double hi) const {
+  if (!has(name)) return fallback;
+  return checked_number(name, get(name), lo, hi, "a number", [](const std::string& v, size_t* used) { return std::stod(v, used); });
+}
+
+int64_t ArgParser::integer(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
+  if (!has(name)) return fallback;
+  return checked_number(name, get(name), lo, hi, "an integer",
+                        [](const std::string& v, size_t* used) { return static_cast<int64_t>(std::stoll(v, used)); });
 }
 
 std::string ArgParser::usage() const {
