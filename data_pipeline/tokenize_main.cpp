@@ -1,12 +1,17 @@
 // `yocotron-tokenize` (run as `yocotron tokenize`): corpus files -> a dataset directory of token
-// shards. A separate, torch-free executable: Debian's libsentencepiece carries its own protobuf
-// symbols, which crash at load time next to LibTorch's libprotobuf in one process.
+// shards; `yocotron-tokenize serve --model FILE.model` is the tokenizer service that torch-side
+// commands talk to (tokenizer_client.h). A separate, torch-free executable: Debian's
+// libsentencepiece carries its own protobuf symbols, which crash at load time next to LibTorch's
+// libprotobuf in one process.
+#include <unistd.h>
+
 #include <iostream>
 #include <thread>
 
 #include "yocotron/cli_args.h"
 #include "yocotron/log.h"
 #include "yocotron/tokenize_job.h"
+#include "yocotron/tokenizer_service.h"
 
 namespace yt {
 namespace {
@@ -16,10 +21,29 @@ namespace {
 constexpr int64_t kMinVocab = 3 + 256;
 constexpr int64_t kMaxVocab = 2147483647;
 
+int run_serve(const std::vector<std::string>& args) {
+  ArgParser p("tokenize serve",
+              "Serve a SentencePiece model over stdin/stdout: a Hello frame (vocabulary size, BOS, EOS), then\n"
+              "answers to encode and decode requests until stdin ends. The frames are in docs/formats.md.");
+  p.option("--model", "FILE.model", "the SentencePiece model to serve");
+  if (!p.parse(args)) return 0;
+  if (!p.has("--model")) throw UsageError("missing --model FILE.model");
+  Tokenizer tok = [&] {
+    try {
+      return Tokenizer::load(p.get("--model"));
+    } catch (const std::runtime_error& e) {  // a missing or foreign file is the caller's input
+      throw UsageError(e.what());
+    }
+  }();
+  return serve_tokenizer(tok, STDIN_FILENO, STDOUT_FILENO);
+}
+
 int run_tokenize(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "serve") return run_serve({args.begin() + 1, args.end()});
   ArgParser p("tokenize",
               "Tokenize a corpus into checksummed token shards (a dataset directory with train/ and val/ splits,\n"
-              "a manifest and the tokenizer). Inputs: files, directories or globs of .txt, .jsonl, .jsonl.zst.");
+              "a manifest and the tokenizer). Inputs: files, directories or globs of .txt, .jsonl, .jsonl.zst.\n"
+              "`yocotron tokenize serve --model FILE.model` serves a tokenizer over stdin/stdout instead.");
   p.option("--input", "PATH", "file, directory or quoted glob (repeatable)", true)
       .option("--out", "DATASET_DIR", "output dataset directory (must not exist unless --overwrite)")
       .option("--tokenizer", "FILE.model", "use this SentencePiece model (e.g. Llama's tokenizer.model)")
@@ -81,5 +105,6 @@ int run_tokenize(const std::vector<std::string>& args) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  return yt::run_cli("tokenize", [&] { return yt::run_tokenize(args); });
+  const bool serve = !args.empty() && args[0] == "serve";
+  return yt::run_cli(serve ? "tokenize serve" : "tokenize", [&] { return yt::run_tokenize(args); });
 }

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "helpers.h"
 #include "yocotron/dataset.h"
@@ -33,6 +34,14 @@ std::string make_dataset(const fs::path& dir, const std::string& split, const st
   m["splits"][split] = {{"tokens", total}, {"shards", entries}};
   write_file(mpath, m.dump(2));
   return (dir / split).string();
+}
+
+fs::path tokenized_brown(const fs::path& dir, int vocab) {
+  fs::path out = dir / "brown";
+  auto r = run_yocotron("tokenize --input " + source_dir() + "/tests/data/brown_sample.txt --txt-split blank-lines"
+                        " --vocab-size " + std::to_string(vocab) + " --val-fraction 0.05 --out " + out.string());
+  if (r.exit_code != 0) throw std::runtime_error("yocotron tokenize failed: " + r.err);
+  return out;
 }
 
 ModelConfig small_model(const std::string& arch, int64_t layers) {

@@ -24,6 +24,11 @@ std::string make_dataset(const std::filesystem::path& dir, const std::string& sp
 // can fall): with probability 3/4, t' = (5t + 3) mod vocab, else a random token.
 std::vector<uint32_t> markov_tokens(size_t n, uint32_t vocab, uint64_t seed);
 
+// The real `yocotron tokenize` on tests/data/brown_sample.txt (blank-line documents, 5% val), training
+// a SentencePiece tokenizer of `vocab` pieces. Returns the dataset directory (train/, val/,
+// tokenizer.model); throws with the command's stderr when it fails.
+std::filesystem::path tokenized_brown(const std::filesystem::path& dir, int vocab);
+
 // Deterministic English-like text: `n_docs` documents of sentences drawn from a fixed word list.
 std::vector<std::string> synthetic_documents(size_t n_docs, uint64_t seed);
 

@@ -216,6 +216,16 @@ TEST_CASE("sampling: a seed repeats, top-k and top-p keep only the allowed token
   // Unfiltered sampling follows the distribution: token 0 about half the time (400 draws: ±0.1 is >4 sigma).
   double share = (choose_next_tokens(logits, plain, g1) == 0).to(at::kFloat).mean().item<double>();
   CHECK(std::abs(share - 0.5) < 0.1);
+
+  // A vocabulary limit drops the ids at and above it, even the most likely one.
+  auto reversed = logits.flip({-1});  // token 5 is now the likeliest
+  SamplingOptions limited;
+  limited.vocab_limit = 4;
+  picks = choose_next_tokens(reversed, limited, gen);
+  CHECK((picks <= 3).all().item<bool>());
+  CHECK((picks == 3).any().item<bool>());
+  limited.temperature = 0;
+  CHECK((choose_next_tokens(reversed, limited, gen) == 3).all().item<bool>());
 }
 
 TEST_CASE("generate rejects empty prompts and prompts that do not fit max_seq_len", "[generate]") {

@@ -204,11 +204,7 @@ TEST_CASE("a non-finite loss is skipped and counted; too many in a row abort wit
 
 TEST_CASE("learning works: real text well below the unigram entropy; a repeated sequence memorised", "[train]") {
   fs::path dir = test::temp_dir("learn");
-  auto tok = test::run_yocotron("tokenize --input " + test::source_dir() + "/tests/data/brown_sample.txt --txt-split blank-lines"
-                                " --vocab-size 512 --val-fraction 0.05 --out " + (dir / "brown").string());
-  INFO(tok.err);
-  REQUIRE(tok.exit_code == 0);
-  auto ds = TokenDataset::open((dir / "brown" / "train").string());
+  auto ds = TokenDataset::open((test::tokenized_brown(dir, 512) / "train").string());
   std::vector<int64_t> all(ds->n_tokens());
   ds->copy_tokens(0, ds->n_tokens(), all.data());
   std::map<int64_t, double> counts;

@@ -16,6 +16,7 @@ struct SamplingOptions {
   double temperature = 1.0;  // 0: greedy (argmax)
   int64_t top_k = 0;         // > 0: only the k most likely tokens
   double top_p = 1.0;        // < 1: only the smallest set of most likely tokens whose mass reaches p
+  int64_t vocab_limit = 0;   // > 0: only ids below it (a model vocabulary padded past its tokenizer's)
 };
 
 // Next token per sequence [B] (int64, on the CPU) from last-position logits [B, V]. Sampling draws

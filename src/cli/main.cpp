@@ -18,6 +18,7 @@ const std::vector<Command>& commands() {
       {"compare", "plot runs' loss curves on one chart and tabulate them", run_compare},
       {"tokenize", "tokenize a corpus into checksummed token shards", run_tokenize},
       {"inspect", "show a recipe's KV plan and sizes, or verify a shard or dataset", run_inspect},
+      {"generate", "continue a prompt with a trained model (KV cache, greedy or sampled)", run_generate},
       {"bench", "measure throughput (one JSON line of figures)", run_bench},
       {"export-hf", "write a model as Hugging Face safetensors + config.json", run_export_hf},
       {"version", "print versions of yocotron, LibTorch, CUDA, NCCL and MPI", run_version},

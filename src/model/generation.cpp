@@ -25,6 +25,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 at::Tensor choose_next_tokens(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
   at::Tensor scores = logits.to(at::kFloat).to(at::kCPU);  // [B, V]
+  if (o.vocab_limit > 0 && o.vocab_limit < scores.size(-1)) scores = scores.narrow(-1, 0, o.vocab_limit);
   if (o.temperature <= 0) return scores.argmax(-1);
   scores = scores / o.temperature;
   const float minus_inf = -std::numeric_limits<float>::infinity();
