@@ -186,7 +186,8 @@ std::optional<std::string> newest_valid_checkpoint(const std::string& root, std:
   return std::nullopt;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
+LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify,
+                                 const std::function<bool(const std::string&)>& only_model) {
   if (verify) verify_checkpoint(dir);
   LoadedCheckpoint out;
   out.dir = dir;
@@ -201,8 +202,8 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
   out.tp = manifest.value("tp", 1);
   std::vector<std::map<std::string, at::Tensor>> model(out.tp), opt(out.tp);
   for (int r = 0; r < out.tp; ++r) {
-    model[r] = load_safetensors((fs::path(dir) / shard_file("model", r, out.tp)).string()).tensors;
-    opt[r] = load_safetensors((fs::path(dir) / shard_file("optimizer", r, out.tp)).string()).tensors;
+    model[r] = load_safetensors((fs::path(dir) / shard_file("model", r, out.tp)).string(), only_model).tensors;
+    if (!only_model) opt[r] = load_safetensors((fs::path(dir) / shard_file("optimizer", r, out.tp)).string()).tensors;
   }
   // Reassemble each tensor from its TP shards: concatenate along the split dimension, drop padding.
   const json tensors = manifest.value("tensors", json::object());

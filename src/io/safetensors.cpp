@@ -68,7 +68,7 @@ FileDigest save_safetensors(const std::string& path, const NamedTensors& tensors
   return {f.bytes_written(), f.crc32c()};
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
+SafetensorsFile load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& only) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(cat(path, ": cannot open: ", std::strerror(errno)));
   struct Closer {
@@ -109,6 +109,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
         out.metadata[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
       continue;
     }
+    if (only && !only(it.key())) continue;
     const auto& e = it.value();
     at::ScalarType type;
     try {
