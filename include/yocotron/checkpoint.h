@@ -14,6 +14,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -73,6 +74,9 @@ struct LoadedCheckpoint {
   int tp = 1;                 // the TP size that wrote it
 };
 // Reads every TP shard file and reassembles global tensors. `verify` checks sizes and checksums first.
-LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify = true);
+// `only_model`: when set, just the model tensors it accepts are read and the optimizer files are
+// skipped (a few small tensors of a large checkpoint, without reading its gigabytes).
+LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify = true,
+                                 const std::function<bool(const std::string&)>& only_model = {});
 
 }  // namespace yt

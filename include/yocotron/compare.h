@@ -23,6 +23,10 @@ struct RunRecord {
   std::string data_id;            // data.train, and the tokenizer fingerprint when the manifest is readable
 };
 
+// Each run's name, as charts and tables label it: its directory's name, with the parent directory's
+// in front when two runs share one.
+std::vector<std::string> run_names(const std::vector<std::string>& run_dirs);
+
 // Reads one run; errors name the directory or file and what is wrong.
 RunRecord read_run(const std::string& dir);
 

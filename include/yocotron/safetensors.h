@@ -5,6 +5,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct SafetensorsFile {
   std::map<std::string, at::Tensor> tensors;  // CPU tensors
   std::map<std::string, std::string> metadata;
 };
-SafetensorsFile load_safetensors(const std::string& path);
+// `only`: when set, just the tensors whose names it accepts are read (a few small tensors of a large file).
+SafetensorsFile load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& only = {});
 
 }  // namespace yt

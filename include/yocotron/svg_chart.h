@@ -19,7 +19,10 @@ struct ChartOptions {
   // y range; NaN = from the data. By default the top ignores the first 5% of x so that the early,
   // steep part of a loss curve does not flatten the differences at the end (it is clipped).
   double y_min = std::numeric_limits<double>::quiet_NaN(), y_max = std::numeric_limits<double>::quiet_NaN();
+  // x range; NaN = from the data (a linear axis starts at 0).
+  double x_min = std::numeric_limits<double>::quiet_NaN(), x_max = std::numeric_limits<double>::quiet_NaN();
   bool x_as_count = true;  // tick labels like 1.5M instead of 1500000
+  bool x_integers = false; // ticks only at whole x values (an axis of layers)
 };
 
 std::string line_chart_svg(const std::vector<ChartSeries>& series, const ChartOptions& opts);

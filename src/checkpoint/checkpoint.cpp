@@ -303,7 +303,8 @@ std::string shape_text(at::IntArrayRef s) { return cat(s); }
 
 }  // namespace
 
-LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
+LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify,
+                                 const std::function<bool(const std::string&)>& only_model) {
   if (verify) verify_checkpoint(dir);
   const Manifest manifest = read_manifest(dir);
   LoadedCheckpoint out;
@@ -319,10 +320,11 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
   for (int r = 0; r < out.tp; ++r) {
     model_files.push_back((fs::path(dir) / shard_file("model", r, out.tp)).string());
     opt_files.push_back((fs::path(dir) / shard_file("optimizer", r, out.tp)).string());
-    model[r] = load_safetensors(model_files[r]).tensors;
-    opt[r] = load_safetensors(opt_files[r]).tensors;
+    model[r] = load_safetensors(model_files[r], only_model).tensors;
+    if (!only_model) opt[r] = load_safetensors(opt_files[r]).tensors;
   }
-  // Consistency of the files with each other and with the manifest, before any tensor is combined.
+  // Consistency of the files with each other and with the manifest, before any tensor is combined
+  // (a filtered read checks what it read: the tensors' dtypes and that TP ranks agree).
   for (int r = 0; r < out.tp; ++r) {
     for (const auto& [key, t] : model[r]) {
       if (!c10::isFloatingType(t.scalar_type()))
@@ -330,6 +332,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
       if (!model[0].count(key))
         throw std::runtime_error(cat(model_files[r], ": tensor '", printable(key), "' is not in ", model_files[0]));
       for (const char* moment : {"exp_avg/", "exp_avg_sq/"}) {
+        if (only_model) break;
         auto it = opt[r].find(moment + key);
         if (it == opt[r].end())
           throw std::runtime_error(cat(opt_files[r], ": lacks '", moment, printable(key), "' for tensor '", printable(key), "' of ",

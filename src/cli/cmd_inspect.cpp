@@ -1,4 +1,5 @@
-// `yocotron inspect --config RECIPE`: the KV plan, parameter counts and KV-cache bytes of a recipe.
+// `yocotron inspect --config RECIPE`: the KV plan, parameter counts and KV-cache bytes of a recipe;
+// `inspect SHARD_OR_DATASET`: token shard headers, verified; `inspect RUN --kv-weights`: learned KV weights.
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -12,6 +13,8 @@
 #include "yocotron/dataset.h"
 #include "yocotron/fileio.h"
 #include "yocotron/kv_plan_json.h"
+#include "yocotron/kv_weights.h"
+#include "yocotron/kv_weights_report.h"
 #include "yocotron/str.h"
 
 namespace yt::cli {
@@ -120,18 +123,42 @@ int inspect_data(const std::string& path, bool as_json) {
   return 0;
 }
 
+// A run's (or checkpoint's) learned KV mixing weights per layer; a bad path is one line, exit 2.
+int inspect_kv_weights(const std::string& path, bool as_json, const std::string& svg) {
+  const fs::path svg_dir = fs::path(svg).parent_path();
+  if (!svg.empty() && !svg_dir.empty() && !fs::is_directory(svg_dir))
+    throw ConfigError({cat("--svg ", svg, ": directory ", svg_dir.string(), " does not exist")});
+  const KvWeights w = read_kv_weights(path);
+  if (!svg.empty() && !w.mixes.empty()) write_text_file_atomic(svg, kv_weights_chart_svg(w));
+  if (as_json) std::cout << kv_weights_json(w).dump(2) << "\n";
+  else std::cout << kv_weights_text(w);
+  if (!svg.empty()) std::cerr << (w.mixes.empty() ? "--svg: no chart written (no mixing weights to draw)" : "wrote " + svg) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int run_inspect(const Args& args) {
   ArgParser p("inspect", "Describe a recipe's model: the per-layer KV plan (which layers own K/V projections,\n"
                          "which reuse, mix or fuse whose), parameter counts and KV-cache bytes per token.\n"
                          "Or, given a token shard or a dataset directory, print its header(s) and verify sizes,\n"
-                         "checksums and token ids (exit 1 naming the first bad file).");
-  p.positional("SHARD_OR_DATASET", "a .bin shard or a dataset directory made by `yocotron tokenize`", false)
+                         "checksums and token ids (exit 1 naming the first bad file).\n"
+                         "Or, with --kv-weights and a run or checkpoint directory, print the learned KV mixing\n"
+                         "weights per layer at its newest valid checkpoint (YOCO++, FusedKV, ResFormer).");
+  p.positional("SHARD_OR_DATASET", "a .bin shard or a dataset directory made by `yocotron tokenize` "
+                                   "(with --kv-weights: a run or checkpoint directory)", false)
       .option("--config", "RECIPE", "the recipe to describe")
       .option("--set", "SECTION.KEY=VALUE", "override one key (repeatable)", true)
-      .flag("--json", "print JSON (params, params_non_embedding, kv_cache_bytes_per_token, layers, ...)");
+      .flag("--json", "print JSON (params, params_non_embedding, kv_cache_bytes_per_token, layers, ...)")
+      .flag("--kv-weights", "the learned KV mixing weights per layer of RUN_DIR|CHECKPOINT_DIR (effective values)")
+      .option("--svg", "FILE", "with --kv-weights: also draw them (x = layer, a line per weight)");
   if (!p.parse(args)) return 0;
+  if (p.has("--svg") && !p.has("--kv-weights")) throw UsageError("--svg FILE draws the weights of --kv-weights; add --kv-weights");
+  if (p.has("--kv-weights")) {
+    if (p.has("--config") || p.has("--set")) throw UsageError("--kv-weights reads a run or checkpoint directory, not --config/--set");
+    if (p.positionals().empty()) throw UsageError("--kv-weights needs a RUN_DIR or CHECKPOINT_DIR");
+    return inspect_kv_weights(p.positionals()[0], p.has("--json"), p.get("--svg"));
+  }
   if (!p.positionals().empty()) {
     if (p.has("--config")) throw UsageError("give either --config RECIPE or SHARD_OR_DATASET, not both");
     return inspect_data(p.positionals()[0], p.has("--json"));

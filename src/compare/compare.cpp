@@ -49,10 +49,25 @@ std::string signed_fixed(double v, int digits) {
 
 }  // namespace
 
+std::vector<std::string> run_names(const std::vector<std::string>& run_dirs) {
+  std::vector<fs::path> paths;
+  std::map<std::string, int> seen;
+  for (const auto& d : run_dirs) {
+    paths.push_back(fs::path(d).filename().empty() ? fs::path(d).parent_path() : fs::path(d));  // "runs/a/" is a
+    seen[paths.back().filename().string()]++;
+  }
+  std::vector<std::string> names;
+  for (const auto& p : paths) {
+    std::string name = p.filename().string();
+    names.push_back(seen[name] > 1 ? p.parent_path().filename().string() + "/" + name : name);
+  }
+  return names;
+}
+
 RunRecord read_run(const std::string& dir) {
   RunRecord r;
   r.dir = dir;
-  r.name = fs::path(dir).filename().empty() ? fs::path(dir).parent_path().filename().string() : fs::path(dir).filename().string();
+  r.name = run_names({dir})[0];
   if (!fs::is_directory(dir)) throw std::runtime_error(cat(dir, ": no such run directory"));
   fs::path metrics = fs::path(dir) / "metrics.jsonl", config = fs::path(dir) / "config.yaml";
   if (!fs::exists(metrics))
@@ -119,11 +134,8 @@ CompareOutput compare_runs(const std::vector<std::string>& run_dirs, const Compa
   if (o.metric != "loss" && o.metric != "val_loss") throw std::invalid_argument("--metric must be loss or val_loss");
   std::vector<RunRecord> runs;
   for (const auto& d : run_dirs) runs.push_back(read_run(d));
-  // Names must be unique (they label curves): add the parent directory when two runs share one.
-  std::map<std::string, int> seen;
-  for (auto& r : runs) seen[r.name]++;
-  for (auto& r : runs)
-    if (seen[r.name] > 1) r.name = fs::path(r.dir).parent_path().filename().string() + "/" + r.name;
+  const std::vector<std::string> names = run_names(run_dirs);  // unique: they label curves
+  for (size_t i = 0; i < runs.size(); ++i) runs[i].name = names[i];
 
   CompareOutput out;
   for (size_t i = 1; i < runs.size(); ++i) {

@@ -68,6 +68,8 @@ std::string line_chart_svg(const std::vector<ChartSeries>& series, const ChartOp
     }
   if (!std::isfinite(x0)) x0 = 0, x1 = 1;
   if (!o.log_x && x0 > 0) x0 = 0;  // a linear axis of tokens or steps starts at 0
+  if (!std::isnan(o.x_min)) x0 = o.x_min;
+  if (!std::isnan(o.x_max)) x1 = o.x_max;
   if (x1 == x0) x1 = x0 + 1;
   const double skip_until = x0 + 0.05 * (x1 - x0);
   for (const auto& s : series)
@@ -105,6 +107,7 @@ std::string line_chart_svg(const std::vector<ChartSeries>& series, const ChartOp
         if (d * m >= x0 * 0.9999 && d * m <= x1 * 1.0001) xt.push_back(d * m);
   } else {
     xt = nice_ticks(x0, x1, 7);
+    if (o.x_integers) xt.erase(std::remove_if(xt.begin(), xt.end(), [](double v) { return v != std::floor(v); }), xt.end());
   }
   for (double v : xt) {
     double X = fx(v);

@@ -130,7 +130,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& e, uint64_t dat
 
 }  // namespace
 
-SafetensorsFile load_safetensors(const std::string& path) {
+SafetensorsFile load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& only) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(cat(path, ": cannot open: ", std::strerror(errno)));
   struct Closer {
@@ -203,6 +203,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   }
   // Every size is now bounded by the file's: allocate and read.
   for (const auto& e : entries) {
+    if (only && !only(e.name)) continue;  // validated like the rest, not read
     auto t = at::empty(e.shape, at::TensorOptions().dtype(e.type));
     read_at(t.data_ptr(), e.end - e.begin, data_start + e.begin);
     out.tensors[e.name] = t;
