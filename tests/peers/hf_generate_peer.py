@@ -135,6 +135,14 @@ def main():
                 steps = n if args.sample_steps <= 0 else min(n, args.sample_steps)
                 # warm-up (and compilation); the compiled graph can hold more than the eager probe did,
                 # so the largest batch backs off by 5% until the compiled run fits
+                if not args.no_compile:
+                    try:
+                        fits(lambda: run(b, n, 2))
+                    except Exception as e:  # noqa: BLE001 - report and measure the eager peer instead
+                        print(f"torch.compile failed ({type(e).__name__}); measuring without it", file=sys.stderr)
+                        args.no_compile = True
+                        out["peer"] = "hf-llama static cache (eager: torch.compile failed here)"
+                        run.__defaults__ = (False,)
                 while not fits(lambda: run(b, n, steps)):
                     if i == 0 or b <= 1:
                         raise SystemExit(f"out of memory at batch {b}")
