@@ -1,5 +1,6 @@
 // The training loop over a DP x TP mesh (one process is a 1 x 1 mesh): steps, metrics at log points
-// (the only host syncs in a step), evaluation, checkpoints, a stop every rank agrees on.
+// (the only host syncs in a step), evaluation, checkpoints, a stop every rank agrees on. Before it,
+// the checks that every rank makes together.
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +13,9 @@
 #include <sstream>
 #include <thread>
 
+#include <torch/version.h>
+
+#include "yocotron/agreement.h"
 #include "yocotron/checkpoint.h"
 #include "yocotron/dataset.h"
 #include "yocotron/device.h"
@@ -75,10 +79,59 @@ struct TestHooks {
   }
 };
 
+// An error that every rank reaches at the same point from inputs they agree on (the recipe, the
+// data): every rank ends with exit status 2 through fail_together(), without MPI_Abort and its
+// banner. `every_rank`: each rank prints the line, else rank 0 alone.
+class JobError : public std::runtime_error {
+ public:
+  JobError(const std::string& message, bool every_rank) : std::runtime_error(message), every_rank_(every_rank) {}
+  bool every_rank() const { return every_rank_; }
+
+ private:
+  bool every_rank_;
+};
+
+struct Datasets {
+  std::shared_ptr<const TokenDataset> train, val;  // val: null without evaluation
+};
+
+// What identifies a split's contents: its tokenizer, sizes and every shard's payload checksum.
+std::string dataset_fingerprint(const TokenDataset& ds) {
+  uint64_t h = fnv1a64(nullptr, 0);  // the offset basis
+  auto mix = [&](uint64_t v) { h = fnv1a64(&v, sizeof v, h); };
+  mix(ds.tokenizer_fingerprint());
+  mix(ds.n_tokens());
+  mix(ds.n_docs());
+  for (const auto& sh : ds.shards()) {
+    mix(sh.n_tokens());
+    mix(sh.header().payload_crc32c);
+  }
+  return cat(hex64(h), " (", ds.n_tokens(), " tokens in ", ds.shards().size(), " shard", ds.shards().size() == 1 ? "" : "s", ")");
+}
+
+Datasets open_datasets(const Config& cfg) {
+  if (cfg.data.train.empty()) throw ConfigError({"data.train: no training data (a split directory made by `yocotron tokenize`)"});
+  Datasets d;
+  d.train = TokenDataset::open(cfg.data.train);
+  if (!cfg.data.val.empty() && cfg.train.eval_every > 0) d.val = TokenDataset::open(cfg.data.val);
+  return d;
+}
+
+// Checks of the data against the recipe; every rank reaches the same verdict (the data are agreed).
+void check_datasets(const Config& cfg, const Datasets& d) {
+  if (d.train->vocab_size() > static_cast<uint64_t>(cfg.model.vocab_size))
+    throw JobError(cat("model.vocab_size=", cfg.model.vocab_size, " is smaller than the vocabulary of ", cfg.data.train, " (",
+                       d.train->vocab_size(), ", ", d.train->manifest_path(), ")"),
+                   false);
+  if (d.val && d.val->tokenizer_fingerprint() != d.train->tokenizer_fingerprint())
+    throw JobError(cat("data.val=", cfg.data.val, " was made by another tokenizer than data.train=", cfg.data.train), false);
+}
+
 class Trainer {
  public:
-  Trainer(Config cfg, std::string run_dir, std::optional<LoadedCheckpoint> resume)
-      : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)), resume_(std::move(resume)) {}
+  Trainer(Config cfg, std::string run_dir, std::optional<LoadedCheckpoint> resume, Datasets data)
+      : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)), resume_(std::move(resume)),
+        train_ds_(std::move(data.train)), val_ds_(std::move(data.val)) {}
 
   int run();
   const Config& config() const { return cfg_; }
@@ -100,6 +153,7 @@ class Trainer {
   Config cfg_;
   std::string run_dir_;
   std::optional<LoadedCheckpoint> resume_;
+  std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
 
   std::unique_ptr<Mesh> mesh_;
   at::Device device_{at::kCPU};
@@ -108,7 +162,6 @@ class Trainer {
   Decoder model_{nullptr};
   std::unique_ptr<FlatAdamW> opt_;
   std::unique_ptr<TrainStep> stepper_;
-  std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
   std::unique_ptr<TrainLoader> loader_;
   std::vector<std::unique_ptr<MetricsSink>> metrics_;  // rank 0 only: files, TensorBoard
   ProgressLine progress_;
@@ -189,16 +242,6 @@ void Trainer::build_model_and_optimizer() {
 }
 
 void Trainer::open_data() {
-  if (cfg_.data.train.empty()) throw ConfigError({"data.train: no training data (a split directory made by `yocotron tokenize`)"});
-  train_ds_ = TokenDataset::open(cfg_.data.train);
-  if (train_ds_->vocab_size() > static_cast<uint64_t>(cfg_.model.vocab_size))
-    throw ConfigError({cat("model.vocab_size=", cfg_.model.vocab_size, " is smaller than the vocabulary of ",
-                           cfg_.data.train, " (", train_ds_->vocab_size(), ", ", train_ds_->manifest_path(), ")")});
-  if (!cfg_.data.val.empty() && cfg_.train.eval_every > 0) {
-    val_ds_ = TokenDataset::open(cfg_.data.val);
-    if (val_ds_->tokenizer_fingerprint() != train_ds_->tokenizer_fingerprint())
-      throw ConfigError({cat("data.val=", cfg_.data.val, " was made by another tokenizer than data.train=", cfg_.data.train)});
-  }
   LoaderOptions lo;
   lo.seq_len = cfg_.data.seq_len;
   lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp};
@@ -442,7 +485,16 @@ int train(const RunOptions& opts) {
   const int rank = MpiEnv::get().rank();
   log::init(rank);
   log::set_level(log::parse_level(cfg.log.level));
+  // Every rank runs the same binary on the same recipe into the same run directory (docs/distributed.md).
+  AgreementItems same = config_agreement_items(cfg, cat("LibTorch ", TORCH_VERSION));
+  same.emplace_back("run directory", run_dir);
+  if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
   log::add_file((fs::path(run_dir) / "logs" / cat("rank", rank, ".log")).string());
+  Datasets data = open_datasets(cfg);
+  same = {{"data.train contents", dataset_fingerprint(*data.train)}};
+  if (data.val) same.emplace_back("data.val contents", dataset_fingerprint(*data.val));
+  if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
+  check_datasets(cfg, data);
   std::optional<LoadedCheckpoint> resume = choose_resume(opts, run_dir, rank);
   if (resume) {
     Config saved = config_from_yaml(resume->state.config_yaml, {}, resume->dir + "/config.yaml");
@@ -454,24 +506,31 @@ int train(const RunOptions& opts) {
     }
     for (const auto& w : warnings) log::warn("resume from ", resume->dir, ": ", w);
   }
-  Trainer t(std::move(cfg), run_dir, std::move(resume));
+  Trainer t(std::move(cfg), run_dir, std::move(resume), std::move(data));
   return with_out_of_memory_message(t.config(), [&] { return t.oom_context(); }, [&] { return t.run(); });
 }
 
 }  // namespace
 
 int run_training(const RunOptions& opts) {
-  if (MpiEnv::get().size() == 1) return train(opts);
+  const bool several = MpiEnv::get().size() > 1;
   // Several ranks: a failure on one must not leave the others waiting in a collective.
   try {
     int rc = train(opts);
     Watchdog::get().stop();
     return rc;
+  } catch (const JobError& e) {  // every rank is here: end together, cleanly
+    Watchdog::get().stop();
+    const bool print = e.every_rank() || MpiEnv::get().rank() == 0;
+    log::flush();
+    return fail_together(e.what(), print, 2);
   } catch (const ConfigError& e) {
+    if (!several) throw;
     for (const auto& p : e.problems()) log::error(p);
     log::flush();
     MPI_Abort(MPI_COMM_WORLD, 2);
   } catch (const std::exception& e) {
+    if (!several) throw;
     log::error(error_text(e));
     log::flush();
     MPI_Abort(MPI_COMM_WORLD, 1);
