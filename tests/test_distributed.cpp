@@ -229,3 +229,29 @@ TEST_CASE("ranks whose data differ behind the same path end with one line naming
   CHECK_THAT(r.err, ContainsSubstring(" (8000 tokens in 1 shard), rank 1 has "));
   CHECK_THAT(r.err, ContainsSubstring(" (7000 tokens in 1 shard) (every rank must read the same files"));
 }
+
+namespace {
+
+// True once RUN/metrics.jsonl has begun the training row of `step`.
+bool logged(const fs::path& run, int step) {
+  return test::read_file(run / "metrics.jsonl").find(cat("{\"step\":", step, ",\"tokens\"")) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("a run directory in use: a second trainer under mpirun ends on every rank with rank 0's one line", "[dist]") {
+  Setup s;
+  fs::path run = s.dir / "shared";
+  // One process holds the run directory (paused after step 3); a 2-rank job then asks for it.
+  test::Background first("env YOCOTRON_TEST_STALL=0:3:8 '" + test::yocotron_bin() + "' train --config " + s.recipe +
+                         " --run-dir " + run.string());
+  REQUIRE(test::wait_until([&] { return logged(run, 2); }, 120));
+  auto second = s.train(2, "shared");
+  INFO(second.out + second.err);
+  CHECK(second.exit_code == 2);
+  CHECK(count(second.err, "error: ") == 1);
+  CHECK(count(second.err, cat("error: ", run.string(), ": in use by another trainer (host ")) == 1);
+  CHECK_THAT(second.err, ContainsSubstring(cat(", pid ", first.pid(), ", since ")));
+  CHECK(first.wait(120) == 0);
+  CHECK(s.losses("shared").size() == 12);
+}

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -243,4 +244,60 @@ TEST_CASE("learning works: real text well below the unigram entropy; a repeated 
   auto m = train(rrecipe, dir / "rep-run", "--set train.steps=150 --set train.lr=0.01 --set train.warmup_steps=10 --set log.every=10");
   REQUIRE(m.exit_code == 0);
   CHECK(metrics(dir / "rep-run").back()["loss"].get<double>() < 0.05);
+}
+
+namespace {
+
+// True once RUN/metrics.jsonl holds a training row of `step` (a line being written does not count).
+bool logged(const fs::path& run, int step) {
+  std::istringstream in(test::read_file(run / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded() && j.contains("loss") && j["step"] == step) return true;
+  }
+  return false;
+}
+
+std::string train_command(const std::string& recipe, const fs::path& run, const std::string& args = "") {
+  return "'" + test::yocotron_bin() + "' train --config " + recipe + " --run-dir " + run.string() + " " + args;
+}
+
+std::string hostname() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+}  // namespace
+
+TEST_CASE("one trainer per run directory: a second is refused naming the first, which finishes untouched; kill -9 frees it", "[train]") {
+  Fixture f;
+  fs::path run = f.dir / "shared";
+  {
+    // The first trainer pauses after step 3 (YOCOTRON_TEST_STALL), holding the lock.
+    test::Background first("env YOCOTRON_TEST_STALL=0:3:8 " + train_command(f.recipe, run));
+    REQUIRE(test::wait_until([&] { return logged(run, 2); }, 120));
+    auto second = train(f.recipe, run);
+    INFO(second.err);
+    CHECK(second.exit_code == 2);
+    const std::string head = cat("error: ", run.string(), ": in use by another trainer (host ", hostname(), ", pid ", first.pid(), ", since ");
+    CHECK(starts_with(second.err, head));
+    CHECK(ends_with(second.err, cat(", as ", (run / ".lock").string(), " says); wait for it to end, or train into another --run-dir\n")));
+    CHECK(std::count(second.err.begin(), second.err.end(), '\n') == 1);
+    CHECK(first.wait(120) == 0);
+    INFO(first.err());
+    CHECK(curve(run) == f.reference);  // every row of the first run, none rewritten by the second
+    CHECK_THAT(test::read_file(run / ".lock"), ContainsSubstring(cat(", pid ", first.pid(), ", since ")));
+  }
+  // The kernel drops the lock with its process: after kill -9 the next trainer takes it and resumes.
+  fs::path killed = f.dir / "killed";
+  test::Background victim("env YOCOTRON_TEST_STALL=0:5:60 " + train_command(f.recipe, killed, "--set checkpoint.every=4"));
+  REQUIRE(test::wait_until([&] { return test::read_file(killed / "checkpoints" / "latest") == "step_00000004\n"; }, 120));
+  victim.signal(SIGKILL);
+  REQUIRE(victim.wait(30) == 128 + SIGKILL);
+  auto next = train(f.recipe, killed, "--set checkpoint.every=4");
+  INFO(next.err);
+  REQUIRE(next.exit_code == 0);
+  CHECK_THAT(next.err, ContainsSubstring("step_00000004 at step 4"));
+  CHECK(curve(killed) == f.reference);
 }

@@ -14,7 +14,8 @@ int run_train(const Args& args) {
               "auto (default): continue from the newest checkpoint that verifies; none: start fresh (refused when "
               "the run directory has checkpoints); PATH: that checkpoint");
   p.epilog("Run directory: config.yaml, metrics.jsonl, metrics.csv, logs/rank<N>.log, checkpoints/step_<8 digits>/,\n"
-           "checkpoints/latest. SIGTERM/SIGINT: finish the step, checkpoint, exit 0 (a second signal exits at once).");
+           "checkpoints/latest, .lock (one trainer at a time). SIGTERM/SIGINT: finish the step, checkpoint, exit 0\n"
+           "(a second signal exits at once).");
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   RunOptions o;

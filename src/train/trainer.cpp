@@ -32,6 +32,7 @@
 #include "yocotron/phase.h"
 #include "yocotron/profiler.h"
 #include "yocotron/progress.h"
+#include "yocotron/run_lock.h"
 #include "yocotron/schedule.h"
 #include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
@@ -80,15 +81,19 @@ struct TestHooks {
 };
 
 // An error that every rank reaches at the same point from inputs they agree on (the recipe, the
-// data): every rank ends with exit status 2 through fail_together(), without MPI_Abort and its
+// data, rank 0's verdicts on the run directory and the checkpoint): every rank ends with exit status
+// `code` (2: bad input, 1: a runtime error) through fail_together(), without MPI_Abort and its
 // banner. `every_rank`: each rank prints the line, else rank 0 alone.
 class JobError : public std::runtime_error {
  public:
-  JobError(const std::string& message, bool every_rank) : std::runtime_error(message), every_rank_(every_rank) {}
+  JobError(const std::string& message, bool every_rank, int code = 2)
+      : std::runtime_error(message), every_rank_(every_rank), code_(code) {}
   bool every_rank() const { return every_rank_; }
+  int code() const { return code_; }
 
  private:
   bool every_rank_;
+  int code_;
 };
 
 struct Datasets {
@@ -439,6 +444,31 @@ int Trainer::run() {
   return 0;
 }
 
+// Rank 0 locks the run directory for as long as this process runs, and tells the others whether it
+// could: a second trainer on the same directory would delete the first one's checkpoint
+// temporaries and rewrite its metrics files.
+std::unique_ptr<RunDirLock> lock_run_dir(const std::string& run_dir, int world_rank) {
+  std::unique_ptr<RunDirLock> lock;
+  std::string verdict;  // "" = locked; "in use:..." or "error:..."
+  if (world_rank == 0) {
+    try {
+      std::string holder, warning;
+      lock = RunDirLock::try_acquire(run_dir, "yocotron train", &holder, &warning);
+      if (!warning.empty()) log::warn(warning);
+      if (!lock) verdict = "in use:" + holder;
+    } catch (const std::exception& e) {
+      verdict = std::string("error:") + e.what();
+    }
+  }
+  verdict = broadcast_from_rank0(verdict);
+  if (starts_with(verdict, "in use:"))
+    throw JobError(cat(run_dir, ": in use by another trainer (", verdict.substr(7), ", as ", (fs::path(run_dir) / ".lock").string(),
+                       " says); wait for it to end, or train into another --run-dir"),
+                   false);
+  if (starts_with(verdict, "error:")) throw JobError(verdict.substr(6), false, 1);
+  return lock;
+}
+
 // Rank 0 decides where to resume from and tells the others ("" = fresh); a refusal reaches all.
 std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std::string& run_dir, int world_rank) {
   std::string decision;
@@ -489,6 +519,8 @@ int train(const RunOptions& opts) {
   AgreementItems same = config_agreement_items(cfg, cat("LibTorch ", TORCH_VERSION));
   same.emplace_back("run directory", run_dir);
   if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
+  // Nothing is written into the run directory before its lock is held.
+  std::unique_ptr<RunDirLock> lock = lock_run_dir(run_dir, rank);
   log::add_file((fs::path(run_dir) / "logs" / cat("rank", rank, ".log")).string());
   Datasets data = open_datasets(cfg);
   same = {{"data.train contents", dataset_fingerprint(*data.train)}};
@@ -523,7 +555,7 @@ int run_training(const RunOptions& opts) {
     Watchdog::get().stop();
     const bool print = e.every_rank() || MpiEnv::get().rank() == 0;
     log::flush();
-    return fail_together(e.what(), print, 2);
+    return fail_together(e.what(), print, e.code());
   } catch (const ConfigError& e) {
     if (!several) throw;
     for (const auto& p : e.problems()) log::error(p);
