@@ -248,6 +248,14 @@ TEST_CASE("learning works: real text well below the unigram entropy; a repeated 
 
 namespace {
 
+// The rows of a curve() after `step`.
+std::vector<std::string> after_step(const std::vector<std::string>& rows, int step) {
+  std::vector<std::string> out;
+  for (const auto& r : rows)
+    if (std::stoi(r) > step) out.push_back(r);
+  return out;
+}
+
 // True once RUN/metrics.jsonl holds a training row of `step` (a line being written does not count).
 bool logged(const fs::path& run, int step) {
   std::istringstream in(test::read_file(run / "metrics.jsonl"));
@@ -269,6 +277,29 @@ std::string hostname() {
 }
 
 }  // namespace
+
+TEST_CASE("--resume RUN_DIR continues from that run's newest checkpoint that verifies", "[train]") {
+  Fixture f;
+  fs::path a = f.dir / "a";
+  REQUIRE(train(f.recipe, a, "--set checkpoint.every=4 --set train.exit_after_steps=8").exit_code == 0);
+  fs::path newest = a / "checkpoints" / "step_00000008" / "state.json";
+  test::write_file(newest, test::read_file(newest) + " ");  // no longer matches its manifest
+  auto r = train(f.recipe, f.dir / "b", "--resume " + a.string());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, ContainsSubstring("skipping checkpoint: " + newest.string()));
+  CHECK_THAT(r.err, ContainsSubstring("resumed from " + (a / "checkpoints" / "step_00000004").string() + " at step 4"));
+  CHECK(curve(f.dir / "b") == after_step(f.reference, 4));
+
+  fs::path empty = f.dir / "empty-run";
+  fs::create_directories(empty / "checkpoints");
+  auto none = train(f.recipe, f.dir / "c", "--resume " + empty.string());
+  CHECK(none.exit_code == 1);
+  CHECK(none.err == "error: --resume " + empty.string() + ": a run directory without checkpoints\n");
+  auto missing = train(f.recipe, f.dir / "c", "--resume " + (f.dir / "nowhere").string());
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err == "error: --resume " + (f.dir / "nowhere").string() + ": no such checkpoint or run directory\n");
+}
 
 TEST_CASE("one trainer per run directory: a second is refused naming the first, which finishes untouched; kill -9 frees it", "[train]") {
   Fixture f;

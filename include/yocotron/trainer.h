@@ -11,7 +11,7 @@ struct RunOptions {
   std::string recipe;
   std::vector<std::string> overrides;
   std::string run_dir;          // "" = log.run_dir, else runs/<recipe stem>
-  std::string resume = "auto";  // auto | none | PATH of a checkpoint directory
+  std::string resume = "auto";  // auto | none | PATH of a checkpoint directory or a run directory
 };
 
 // Returns the process exit code: 0 when the run finished, stopped on a signal or after

@@ -12,7 +12,8 @@ int run_train(const Args& args) {
       .option("--run-dir", "DIR", "run directory (default: log.run_dir, else runs/<recipe name>)")
       .option("--resume", "auto|none|PATH",
               "auto (default): continue from the newest checkpoint that verifies; none: start fresh (refused when "
-              "the run directory has checkpoints); PATH: that checkpoint");
+              "the run directory has checkpoints); PATH: that checkpoint, or a run directory (its newest checkpoint "
+              "that verifies)");
   p.epilog("Run directory: config.yaml, metrics.jsonl, metrics.csv, logs/rank<N>.log, checkpoints/step_<8 digits>/,\n"
            "checkpoints/latest, .lock (one trainer at a time). SIGTERM/SIGINT: finish the step, checkpoint, exit 0\n"
            "(a second signal exits at once).");

@@ -469,12 +469,22 @@ std::unique_ptr<RunDirLock> lock_run_dir(const std::string& run_dir, int world_r
   return lock;
 }
 
+// The newest checkpoint under `ckpt_root` that verifies, warning about each newer one that does not.
+std::optional<std::string> newest_verified_checkpoint(const std::string& ckpt_root) {
+  std::vector<std::string> skipped;
+  auto dir = newest_valid_checkpoint(ckpt_root, &skipped);
+  for (const auto& s : skipped) log::warn("skipping checkpoint: ", s);
+  if (!dir && !skipped.empty()) throw std::runtime_error(cat("no checkpoint in ", ckpt_root, " verifies (see the warnings above)"));
+  return dir;
+}
+
 // Rank 0 decides where to resume from and tells the others ("" = fresh); a refusal reaches all.
 std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std::string& run_dir, int world_rank) {
   std::string decision;
   if (world_rank == 0) {
     try {
       std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
+      const fs::path given(opts.resume);
       if (opts.resume == "none") {
         auto existing = list_checkpoints(ckpt_root);
         if (!existing.empty())
@@ -482,12 +492,14 @@ std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std:
                                        "): resume with --resume auto, or train into another --run-dir"));
         decision = "ok:";
       } else if (opts.resume == "auto") {
-        std::vector<std::string> skipped;
-        auto dir = newest_valid_checkpoint(ckpt_root, &skipped);
-        for (const auto& s : skipped) log::warn("skipping checkpoint: ", s);
-        if (!dir && !skipped.empty())
-          throw std::runtime_error(cat("no checkpoint in ", ckpt_root, " verifies (see the warnings above)"));
-        decision = "ok:" + dir.value_or("");
+        decision = "ok:" + newest_verified_checkpoint(ckpt_root).value_or("");
+      } else if (!fs::exists(given)) {
+        throw std::runtime_error(cat("--resume ", opts.resume, ": no such checkpoint or run directory"));
+      } else if (!fs::exists(given / "manifest.json") && fs::is_directory(given / "checkpoints")) {
+        // A run directory (as export-hf and model.init_from accept): its newest checkpoint that verifies.
+        auto dir = newest_verified_checkpoint((given / "checkpoints").string());
+        if (!dir) throw std::runtime_error(cat("--resume ", opts.resume, ": a run directory without checkpoints"));
+        decision = "ok:" + *dir;
       } else {
         verify_checkpoint(opts.resume);
         decision = "ok:" + opts.resume;
@@ -496,14 +508,8 @@ std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std:
       decision = std::string("error:") + e.what();
     }
   }
-  int size = MpiEnv::get().size();
-  if (size > 1) {
-    int len = static_cast<int>(decision.size());
-    MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    decision.resize(static_cast<size_t>(len));
-    MPI_Bcast(decision.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
-  }
-  if (starts_with(decision, "error:")) throw std::runtime_error(decision.substr(6));
+  decision = broadcast_from_rank0(decision);
+  if (starts_with(decision, "error:")) throw JobError(decision.substr(6), false, 1);
   std::string dir = decision.substr(3);
   if (dir.empty()) return std::nullopt;
   return load_checkpoint(dir, /*verify=*/false);  // rank 0 verified it
