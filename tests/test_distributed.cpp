@@ -255,3 +255,16 @@ TEST_CASE("a run directory in use: a second trainer under mpirun ends on every r
   CHECK(first.wait(120) == 0);
   CHECK(s.losses("shared").size() == 12);
 }
+
+TEST_CASE("a val split short of one sample per data-parallel rank: every rank ends with rank 0's one line", "[dist]") {
+  Setup s;
+  // 20 tokens: one sample of 17, for two data-parallel ranks.
+  std::string val = test::make_dataset(s.dir / "small", "val", {test::markov_tokens(20, 61, 5)}, 61);
+  auto short_val = s.train(2, "short-val", "--set data.val=" + val + " --set train.eval_every=4");
+  INFO(short_val.out + short_val.err);
+  CHECK(short_val.exit_code == 2);
+  CHECK(count(short_val.err, "error: ") == 1);
+  CHECK(count(short_val.err, "error: data.val=" + val + " holds 20 tokens: 1 sample of data.seq_len+1 = 17 tokens, and evaluation "
+                             "needs one for each of the 2 data-parallel ranks (") == 1);
+  CHECK(s.train(1, "one-rank-val", "--set data.val=" + val + " --set train.eval_every=4").exit_code == 0);
+}

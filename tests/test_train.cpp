@@ -332,3 +332,27 @@ TEST_CASE("one trainer per run directory: a second is refused naming the first, 
   CHECK_THAT(next.err, ContainsSubstring("step_00000004 at step 4"));
   CHECK(curve(killed) == f.reference);
 }
+
+TEST_CASE("a split too small for a step or for evaluation: one line naming it and the keys, exit 2, before any step", "[train]") {
+  Fixture f;
+  std::string tiny_val = test::make_dataset(f.dir / "tiny-val", "val", {test::markov_tokens(10, 64, 3)}, 64);
+  std::string tiny_train = test::make_dataset(f.dir / "tiny-train", "train", {test::markov_tokens(100, 64, 4)}, 64);
+  struct Case {
+    std::string run, set, line;
+  };
+  for (const auto& c : {Case{"v", "data.val=" + tiny_val,
+                             "error: data.val=" + tiny_val + " holds 10 tokens: 0 samples of data.seq_len+1 = 17 tokens, and evaluation "
+                             "needs one (use a larger validation split, a smaller data.seq_len, or train.eval_every=0)\n"},
+                        Case{"t", "data.train=" + tiny_train,
+                             "error: data.train=" + tiny_train + " holds 100 tokens: 6 samples of data.seq_len+1 = 17 tokens, and one "
+                             "step takes train.global_batch=8 of them (use more data or a smaller data.seq_len or train.global_batch)\n"}}) {
+    INFO(c.set);
+    auto r = train(f.recipe, f.dir / c.run, "--set " + c.set);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err == c.line);
+    CHECK(!fs::exists(f.dir / c.run / "metrics.jsonl"));
+  }
+  // The same val split serves a shorter sequence, or no evaluation.
+  CHECK(train(f.recipe, f.dir / "v8", "--set data.val=" + tiny_val + " --set data.seq_len=8 --set train.steps=4").exit_code == 0);
+  CHECK(train(f.recipe, f.dir / "v0", "--set data.val=" + tiny_val + " --set train.eval_every=0 --set train.steps=2").exit_code == 0);
+}

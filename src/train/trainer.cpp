@@ -122,14 +122,34 @@ Datasets open_datasets(const Config& cfg) {
   return d;
 }
 
-// Checks of the data against the recipe; every rank reaches the same verdict (the data are agreed).
-void check_datasets(const Config& cfg, const Datasets& d) {
+// "holds 40 tokens: 2 samples of data.seq_len+1 = 17 tokens"
+std::string samples_text(const TokenDataset& ds, int64_t seq_len) {
+  const uint64_t n = ds.n_samples(seq_len);
+  return cat("holds ", ds.n_tokens(), " tokens: ", n, " sample", n == 1 ? "" : "s", " of data.seq_len+1 = ", seq_len + 1, " tokens");
+}
+
+// Checks of the data against the recipe, before the first step; every rank reaches the same verdict
+// (the data are agreed). `dp`: the data-parallel size, 0 when parallel.tp does not divide the world
+// (the mesh reports that).
+void check_datasets(const Config& cfg, const Datasets& d, int64_t dp) {
   if (d.train->vocab_size() > static_cast<uint64_t>(cfg.model.vocab_size))
     throw JobError(cat("model.vocab_size=", cfg.model.vocab_size, " is smaller than the vocabulary of ", cfg.data.train, " (",
                        d.train->vocab_size(), ", ", d.train->manifest_path(), ")"),
                    false);
   if (d.val && d.val->tokenizer_fingerprint() != d.train->tokenizer_fingerprint())
     throw JobError(cat("data.val=", cfg.data.val, " was made by another tokenizer than data.train=", cfg.data.train), false);
+  // Every step takes train.global_batch distinct samples, each rank its share of them.
+  const int64_t T = cfg.data.seq_len;
+  if (d.train->n_samples(T) < static_cast<uint64_t>(cfg.train.global_batch))
+    throw JobError(cat("data.train=", d.train->split_dir(), " ", samples_text(*d.train, T), ", and one step takes train.global_batch=",
+                       cfg.train.global_batch, " of them (use more data or a smaller data.seq_len or train.global_batch)"),
+                   false);
+  // Evaluation gives every data-parallel rank its own samples (wrapping around a split shorter than the pass).
+  if (d.val && dp > 0 && d.val->n_samples(T) < static_cast<uint64_t>(dp))
+    throw JobError(cat("data.val=", d.val->split_dir(), " ", samples_text(*d.val, T), ", and evaluation needs ",
+                       dp == 1 ? "one" : cat("one for each of the ", dp, " data-parallel ranks"),
+                       " (use a larger validation split, a smaller data.seq_len, or train.eval_every=0)"),
+                   false);
 }
 
 class Trainer {
@@ -532,7 +552,8 @@ int train(const RunOptions& opts) {
   same = {{"data.train contents", dataset_fingerprint(*data.train)}};
   if (data.val) same.emplace_back("data.val contents", dataset_fingerprint(*data.val));
   if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
-  check_datasets(cfg, data);
+  const int world = MpiEnv::get().size();
+  check_datasets(cfg, data, world % cfg.parallel.tp == 0 ? world / cfg.parallel.tp : 0);
   std::optional<LoadedCheckpoint> resume = choose_resume(opts, run_dir, rank);
   if (resume) {
     Config saved = config_from_yaml(resume->state.config_yaml, {}, resume->dir + "/config.yaml");
