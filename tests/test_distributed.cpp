@@ -2,6 +2,7 @@
 // resuming on another mesh, and ranks that die or stall. Real processes, real files.
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -267,4 +268,30 @@ TEST_CASE("a val split short of one sample per data-parallel rank: every rank en
   CHECK(count(short_val.err, "error: data.val=" + val + " holds 20 tokens: 1 sample of data.seq_len+1 = 17 tokens, and evaluation "
                              "needs one for each of the 2 data-parallel ranks (") == 1);
   CHECK(s.train(1, "one-rank-val", "--set data.val=" + val + " --set train.eval_every=4").exit_code == 0);
+}
+
+TEST_CASE("SIGUSR1 to mpirun: every rank stops at one step, one checkpoint, exit 75; the resumed job keeps the curve", "[dist]") {
+  Setup s;
+  const std::string steps = " --set train.steps=20";
+  REQUIRE(s.train(0, "one", steps).exit_code == 0);
+  auto one = s.losses("one");
+  fs::path run = s.dir / "usr1";
+  // Rank 0 pauses 3 s after step 3 (YOCOTRON_TEST_STALL), so that the signal lands mid-run.
+  test::Background job("env YOCOTRON_TEST_STALL=0:3:3 " + mpirun(2) + "'" + test::yocotron_bin() + "' train --config " + s.recipe +
+                       " --run-dir " + run.string() + steps);
+  REQUIRE(test::wait_until([&] { return logged(run, 2); }, 120));
+  job.signal(SIGUSR1);  // what launch/slurm.sbatch sends mpirun on SIGTERM
+  INFO(job.err());
+  CHECK(job.wait(60) == 75);
+  CHECK(count(job.err(), "stopped by a signal at step ") == 1);
+  std::vector<std::string> ckpts;
+  for (const auto& e : fs::directory_iterator(run / "checkpoints"))
+    if (starts_with(e.path().filename().string(), "step_")) ckpts.push_back(e.path().filename().string());
+  REQUIRE(ckpts.size() == 1);
+  CHECK(ckpts[0] < "step_00000020");
+  auto resumed = s.train(2, "usr1", steps);
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.err, ContainsSubstring("resumed from"));
+  same_curve(s.losses("usr1"), one);
 }

@@ -168,13 +168,14 @@ TEST_CASE("corrupt or incomplete checkpoints are skipped with a warning naming t
   CHECK_THAT(shape.err, ContainsSubstring("model.d_ffn=96 but the checkpoint was trained with model.d_ffn=64"));
 }
 
-TEST_CASE("SIGTERM: finish the step, checkpoint, exit 0; the resumed run continues the curve", "[train]") {
+TEST_CASE("SIGTERM: finish the step, checkpoint, exit 75; the resumed run continues the curve", "[train]") {
   Fixture f;
   fs::path run = f.dir / "sigterm";
   auto r = train(f.recipe, run, "", "YOCOTRON_TEST_SIGNAL_AFTER_STEP=5");
   INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.err, ContainsSubstring("stopped by a signal after step 5 (signal 15 here)"));
+  REQUIRE(r.exit_code == 75);
+  CHECK_THAT(r.err, ContainsSubstring("stopped by a signal at step 5 (signal 15 here): checkpoint step_00000005 holds it; "
+                                      "exit status 75, resume with --resume auto"));
   CHECK(fs::exists(run / "checkpoints" / "step_00000005"));
   REQUIRE(train(f.recipe, run).exit_code == 0);
   CHECK(curve(run) == f.reference);
@@ -355,4 +356,61 @@ TEST_CASE("a split too small for a step or for evaluation: one line naming it an
   // The same val split serves a shorter sequence, or no evaluation.
   CHECK(train(f.recipe, f.dir / "v8", "--set data.val=" + tiny_val + " --set data.seq_len=8 --set train.steps=4").exit_code == 0);
   CHECK(train(f.recipe, f.dir / "v0", "--set data.val=" + tiny_val + " --set train.eval_every=0 --set train.steps=2").exit_code == 0);
+}
+
+TEST_CASE("SIGTERM during a long evaluation: 75 within seconds, a checkpoint, and the resumed run gives the same curve", "[train]") {
+  Fixture f;
+  // 50 evaluation batches; the interrupted run takes 0.4 s more per batch (20 s per evaluation).
+  const std::string evals = "--set train.eval_batches=50";
+  REQUIRE(train(f.recipe, f.dir / "ref50", evals).exit_code == 0);
+  const auto reference = curve(f.dir / "ref50");
+  REQUIRE(reference.size() == 15);
+  fs::path run = f.dir / "stopped";
+  test::Background t("env YOCOTRON_TEST_EVAL_BATCH_SECS=0.4 " + train_command(f.recipe, run, evals));
+  REQUIRE(test::wait_until([&] { return logged(run, 4); }, 120));  // the evaluation of step 4 starts now
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto t0 = std::chrono::steady_clock::now();
+  t.signal(SIGTERM);
+  int code = t.wait(60);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(t.err());
+  CHECK(code == 75);
+  CHECK(secs < 8);  // the evaluation had about 19 s left
+  CHECK_THAT(t.err(), ContainsSubstring("stopped by a signal at step 4, during its evaluation (signal 15 here): checkpoint step_00000004"));
+  CHECK_NOTHROW(verify_checkpoint((run / "checkpoints" / "step_00000004").string()));
+  CHECK(json::parse(test::read_file(run / "checkpoints" / "step_00000004" / "state.json"))["eval_pending"] == true);
+  // The resumed run evaluates step 4 first, then goes on as if never stopped.
+  auto resumed = train(f.recipe, run, evals);
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(curve(run) == reference);
+  CHECK(json::parse(test::read_file(run / "checkpoints" / "step_00000012" / "state.json"))["eval_pending"] == false);
+}
+
+TEST_CASE("launch/slurm.sbatch: SIGTERM to the batch shell checkpoints through mpirun, exits 75 and requeues", "[train]") {
+  Fixture f;
+  fs::path run = f.dir / "slurm", fake = f.dir / "fake-bin";
+  // SLURM's scontrol is not here: a stand-in records how the script calls it.
+  test::write_file(fake / "scontrol", "#!/bin/sh\necho \"$@\" >> " + (f.dir / "scontrol.calls").string() + "\n");
+  fs::permissions(fake / "scontrol", fs::perms::owner_all);
+  const std::string job =
+      cat("env PATH=", fake.string(), ":", fs::path(YT_MPIEXEC).parent_path().string(), ":/usr/bin:/bin SLURM_JOB_ID=4242 ",
+          "SLURM_NTASKS_PER_NODE=1 SLURM_CPUS_PER_TASK=1 RECIPE=", f.recipe, " RUN_DIR=", run.string(), " YOCOTRON=", test::yocotron_bin(),
+          " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none ");
+  {
+    test::Background batch(job + "YOCOTRON_TEST_STALL=0:5:3 bash " + test::source_dir() + "/launch/slurm.sbatch");
+    REQUIRE(test::wait_until([&] { return logged(run, 4); }, 120));
+    batch.signal(SIGTERM);  // what --signal=B:TERM@120 does
+    INFO(batch.out() + batch.err());
+    CHECK(batch.wait(60) == 75);
+    CHECK_THAT(batch.out(), ContainsSubstring("requeueing job 4242"));
+  }
+  CHECK(test::read_file(f.dir / "scontrol.calls") == "requeue 4242\n");
+  REQUIRE(fs::exists(run / "checkpoints" / "latest"));
+  // The requeued job: the same script resumes and finishes, and does not requeue again.
+  auto again = test::run_shell(job + "bash " + test::source_dir() + "/launch/slurm.sbatch");
+  INFO(again.out + again.err);
+  CHECK(again.exit_code == 0);
+  CHECK(test::read_file(f.dir / "scontrol.calls") == "requeue 4242\n");
+  CHECK(curve(run) == f.reference);
 }

@@ -96,7 +96,8 @@ std::string write_checkpoint(const std::string& root, const CheckpointState& st,
                   {"tokens", st.tokens},
                   {"consumed_samples", st.consumed_samples},
                   {"skipped_total", st.skipped_total},
-                  {"adam_steps", st.adam_steps}};
+                  {"adam_steps", st.adam_steps},
+                  {"eval_pending", st.eval_pending}};
     auto record = [&](const std::string& file, const FileDigest& d) { files[file] = {{"bytes", d.bytes}, {"crc32c", d.crc32c}}; };
     record("state.json", write_text_file_atomic((tmp / "state.json").string(), state.dump(2) + "\n"));
     record("config.yaml", write_text_file_atomic((tmp / "config.yaml").string(), st.config_yaml));
@@ -196,6 +197,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify) {
   out.state.consumed_samples = st.at("consumed_samples").get<uint64_t>();
   out.state.skipped_total = st.at("skipped_total").get<int64_t>();
   out.state.adam_steps = st.at("adam_steps").get<double>();
+  out.state.eval_pending = st.value("eval_pending", false);  // absent from checkpoints written before it existed
   out.state.config_yaml = read_text_file((fs::path(dir) / "config.yaml").string());
   json manifest = json::parse(read_text_file((fs::path(dir) / "manifest.json").string()));
   out.tp = manifest.value("tp", 1);

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "yocotron/config.h"
+#include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -140,6 +141,9 @@ int run_cli(const std::string& command, const std::function<int()>& body) {
   } catch (const ConfigError& e) {
     for (const auto& p : e.problems()) std::cerr << "error: " << p << "\n";
     return 2;
+  } catch (const Stopped& e) {
+    std::cerr << "yocotron: " << e.what() << "\n";
+    return kExitStopped;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

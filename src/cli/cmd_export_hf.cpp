@@ -7,6 +7,7 @@
 #include "yocotron/hf.h"
 #include "yocotron/checkpoint.h"
 #include "yocotron/model_factory.h"
+#include "yocotron/stop_signal.h"
 
 namespace yt::cli {
 
@@ -22,6 +23,7 @@ int run_export_hf(const Args& args) {
       .option("--sample-tokens", "N", "also write yocotron_sample.safetensors: 2 x N random tokens and our logits");
   if (!p.parse(args)) return 0;
   if (!p.has("--out")) throw UsageError("missing --out DIR");
+  install_stop_handlers();  // SIGTERM/SIGINT/SIGUSR1: stop between tensors, exit 75 (export_hf)
   HfExportOptions opts;
   std::string dtype = p.get("--dtype", "fp32");
   if (dtype == "bf16") opts.dtype = at::kBFloat16;

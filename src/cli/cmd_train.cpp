@@ -15,8 +15,9 @@ int run_train(const Args& args) {
               "the run directory has checkpoints); PATH: that checkpoint, or a run directory (its newest checkpoint "
               "that verifies)");
   p.epilog("Run directory: config.yaml, metrics.jsonl, metrics.csv, logs/rank<N>.log, checkpoints/step_<8 digits>/,\n"
-           "checkpoints/latest, .lock (one trainer at a time). SIGTERM/SIGINT: finish the step, checkpoint, exit 0\n"
-           "(a second signal exits at once).");
+           "checkpoints/latest, .lock (one trainer at a time). SIGTERM/SIGINT/SIGUSR1 (under mpirun: SIGUSR1 to\n"
+           "mpirun): finish the step or evaluation batch, checkpoint, exit 75 (a second signal exits at once).\n"
+           "Exit status: 0 finished, 75 stopped by a signal (resume me), 1 runtime error, 2 bad input.");
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   RunOptions o;

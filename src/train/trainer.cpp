@@ -53,10 +53,12 @@ using Clock = std::chrono::steady_clock;
 //   YOCOTRON_TEST_SIGNAL_AFTER_STEP=5    the process sends itself SIGTERM after step 5
 //   YOCOTRON_TEST_DIE=RANK:STEP          that rank kills itself (SIGKILL) after that step
 //   YOCOTRON_TEST_STALL=RANK:STEP:SECS   that rank sleeps after that step (a stuck peer)
+//   YOCOTRON_TEST_EVAL_BATCH_SECS=0.1    every evaluation batch takes that much longer (a long evaluation)
 struct TestHooks {
   std::set<int64_t> nan_steps;
   int64_t signal_step = -1;
   std::vector<int64_t> die, stall;
+  double eval_batch_secs = 0;
 
   TestHooks() {
     if (const char* s = std::getenv("YOCOTRON_TEST_NAN_AT_STEPS"))
@@ -71,12 +73,17 @@ struct TestHooks {
     };
     die = ints("YOCOTRON_TEST_DIE");
     stall = ints("YOCOTRON_TEST_STALL");
+    if (const char* s = std::getenv("YOCOTRON_TEST_EVAL_BATCH_SECS")) eval_batch_secs = std::stod(s);
   }
 
   void after_step(int64_t step, int rank) const {
     if (step == signal_step) std::raise(SIGTERM);
     if (die.size() == 2 && die[0] == rank && die[1] == step) std::raise(SIGKILL);
     if (stall.size() == 3 && stall[0] == rank && stall[1] == step) std::this_thread::sleep_for(std::chrono::seconds(stall[2]));
+  }
+
+  void after_eval_batch() const {
+    if (eval_batch_secs > 0) std::this_thread::sleep_for(std::chrono::duration<double>(eval_batch_secs));
   }
 };
 
@@ -167,7 +174,9 @@ class Trainer {
   void build_model_and_optimizer();
   void open_data();
   void train_step();
-  double evaluate();
+  std::optional<double> evaluate();
+  bool run_evaluation();
+  int stop_on_signal();
   void log_point(bool force);
   void save();
   bool too_many_skipped();
@@ -196,6 +205,7 @@ class Trainer {
   int64_t tokens_per_step_ = 0;
   int64_t steps_in_interval_ = 0;
   int64_t last_checkpoint_step_ = -1;
+  bool eval_pending_ = false;  // a stop cut short the evaluation of step_
   double last_lr_ = 0;
   Clock::time_point interval_start_, run_start_;
   double interval_tokens_ = 0;
@@ -260,6 +270,7 @@ void Trainer::build_model_and_optimizer() {
     gen.set_state(t.rng.at("cpu"));
   }
   step_ = resume_->state.step;
+  eval_pending_ = resume_->state.eval_pending;
   consumed_ = resume_->state.consumed_samples;
   stepper_->skipped_total.fill_(static_cast<double>(resume_->state.skipped_total));
   last_checkpoint_step_ = step_;
@@ -287,17 +298,55 @@ void Trainer::train_step() {
   interval_tokens_ += static_cast<double>(tokens_per_step_);
 }
 
-double Trainer::evaluate() {
+// The mean val loss over train.eval_batches micro-batches per rank; nullopt when a stop signal cut it
+// short. The ranks agree on the stop before every batch, so none is left waiting in a collective
+// that the others have given up (TP inside the forward pass, DP in the final sum).
+std::optional<double> Trainer::evaluate() {
   PhaseScope range(Phase::Evaluation, "yocotron::evaluation");
   torch::NoGradGuard no_grad;
   const int64_t T = cfg_.data.seq_len;
   at::Tensor total = at::zeros({}, stepper_->loss_sum.options());
   for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
+    if (mesh_->any_rank(stop_requested())) return std::nullopt;
     at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp, i).to(device_);
     total += model_->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
+    hooks_.after_eval_batch();
   }
   if (mesh_->dp > 1) mesh_->dp_group->all_reduce(total);
   return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * mesh_->dp);
+}
+
+// Evaluates at step_ and records the result; false when a stop signal cut it short (the checkpoint
+// written next says so, and the resumed run evaluates step_ before its first step).
+bool Trainer::run_evaluation() {
+  std::optional<double> v = evaluate();
+  interval_start_ = Clock::now();  // evaluation is not training time
+  if (!v) {
+    eval_pending_ = true;
+    return false;
+  }
+  if (eval_pending_) last_checkpoint_step_ = -1;  // the checkpoint of step_ still lists this evaluation as due
+  eval_pending_ = false;
+  if (rank0()) {
+    for (auto& m : metrics_) m->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, *v});
+    progress_.message(cat("eval at step ", step_, ": val_loss ", *v, ", perplexity ", std::exp(*v)));
+  }
+  return true;
+}
+
+// A stop signal reached some rank: every rank writes the checkpoint (as a scheduled one) and ends
+// with kExitStopped once all have written it (mpirun ends the job when a first rank exits non-zero).
+int Trainer::stop_on_signal() {
+  finish_profile();  // the steps recorded so far
+  log_point(true);
+  save();
+  progress_.finish();
+  log::info("stopped by a signal at step ", step_, eval_pending_ ? ", during its evaluation" : "", " (signal ",
+            stop_signal_number(), " here): checkpoint ", checkpoint_name(step_), " holds it; exit status ", kExitStopped,
+            ", resume with --resume auto");
+  log::flush();
+  mesh_->barrier();
+  return kExitStopped;
 }
 
 bool Trainer::too_many_skipped() {
@@ -349,6 +398,7 @@ void Trainer::save() {
   st.consumed_samples = consumed_;
   st.skipped_total = static_cast<int64_t>(stepper_->skipped_total.item<double>());
   st.adam_steps = opt_->adam_steps();
+  st.eval_pending = eval_pending_;
   st.config_yaml = to_yaml(cfg_);
   CheckpointTensors t;  // collective with ZeRO-1: every rank gathers its TP shard's full state
   t.model = opt_->tensors("master");
@@ -408,11 +458,14 @@ int Trainer::run() {
             mesh_->world_size, " process(es) (dp=", mesh_->dp, " x tp=", mesh_->tp, opt_->layout().zero1 ? ", ZeRO-1" : "",
             ", ", device_.is_cuda() ? "cuda" : "cpu", ") in ", cfg_.train.precision, ": ", cfg_.train.steps,
             " steps of ", tokens_per_step_, " tokens, ", loader_->accum_steps(), " micro-batch(es) per step; run dir ", run_dir_);
-  install_stop_handlers();
   reset_peak_memory(cuda_index_);
   run_start_ = interval_start_ = Clock::now();
   const int64_t start_step = step_;
   const bool cpu = !device_.is_cuda();
+  const bool eval_due = val_ds_ && step_ % cfg_.train.eval_every == 0;
+  if (eval_pending_ && eval_due && !run_evaluation()) return stop_on_signal();
+  eval_pending_ = false;  // no longer due (no val split, or another train.eval_every)
+  if (mesh_->any_rank(stop_requested())) return stop_on_signal();  // a signal during a long startup
   while (step_ < cfg_.train.steps) {
     maybe_start_profile();
     train_step();
@@ -429,25 +482,13 @@ int Trainer::run() {
                  "was written from them, the last good one is kept");
       return 1;
     }
-    if (val_ds_ && step_ % cfg_.train.eval_every == 0) {
-      double v = evaluate();
-      if (rank0()) {
-        for (auto& m : metrics_) m->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, v});
-        progress_.message(cat("eval at step ", step_, ": val_loss ", v, ", perplexity ", std::exp(v)));
-      }
-      interval_start_ = Clock::now();
-    }
-    bool stop = mesh_->any_rank(stop_requested());
+    if (val_ds_ && step_ % cfg_.train.eval_every == 0 && !run_evaluation()) return stop_on_signal();
+    if (mesh_->any_rank(stop_requested())) return stop_on_signal();
     bool exit_after = cfg_.train.exit_after_steps > 0 && step_ - start_step >= cfg_.train.exit_after_steps;
-    if (stop || exit_after) finish_profile();  // the steps recorded so far
-    if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || stop || exit_after) {
+    if (exit_after) finish_profile();  // the steps recorded so far
+    if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || exit_after) {
       log_point(true);
       save();
-    }
-    if (stop) {
-      progress_.finish();
-      log::info("stopped by a signal after step ", step_, " (signal ", stop_signal_number(), " here); resume with --resume auto");
-      return 0;
     }
     if (exit_after) {
       progress_.finish();
@@ -541,6 +582,7 @@ int train(const RunOptions& opts) {
   const int rank = MpiEnv::get().rank();
   log::init(rank);
   log::set_level(log::parse_level(cfg.log.level));
+  install_stop_handlers();  // a signal from here on ends the run through its checkpoint (docs/training.md)
   // Every rank runs the same binary on the same recipe into the same run directory (docs/distributed.md).
   AgreementItems same = config_agreement_items(cfg, cat("LibTorch ", TORCH_VERSION));
   same.emplace_back("run directory", run_dir);
