@@ -19,6 +19,7 @@
 #include "yocotron/fileio.h"
 #include "yocotron/log.h"
 #include "yocotron/shard.h"
+#include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
 #include "yocotron/tokenizer.h"
 
@@ -106,6 +107,7 @@ std::vector<std::string> tokenizer_sample(const std::vector<std::string>& files,
   Record r;
   std::string text, why;
   while (taken < budget && reader.next(r)) {
+    throw_if_stop_requested("sampling text for the tokenizer");
     if (!record_text(r, o.corpus, text, why)) continue;
     uint64_t h = fnv1a64(text.data(), text.size(), 0x5EED5EED5EEDull);
     if (static_cast<double>(h >> 11) * 0x1.0p-53 >= keep) continue;
@@ -297,6 +299,8 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
       cv.notify_all();
     };
     while (reader.next(r)) {
+      // A stop leaves no dataset: the partial directory goes with the exception (Cleanup above).
+      throw_if_stop_requested(cat("tokenizing into ", o.out_dir));
       ++rep.records;
       batch_bytes += r.data.size();
       b.records.push_back(std::move(r));

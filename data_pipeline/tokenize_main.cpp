@@ -10,6 +10,7 @@
 
 #include "yocotron/cli_args.h"
 #include "yocotron/log.h"
+#include "yocotron/stop_signal.h"
 #include "yocotron/tokenize_job.h"
 #include "yocotron/tokenizer_service.h"
 
@@ -87,6 +88,7 @@ int run_tokenize(const std::vector<std::string>& args) {
   o.overwrite = p.has("--overwrite");
 
   log::init(0);
+  install_stop_handlers();  // SIGTERM/SIGINT/SIGUSR1: stop between records, leave nothing, exit 75
   TokenizeReport r = tokenize_corpus(o);
   double mb = static_cast<double>(r.input_bytes) / 1048576.0;
   int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());

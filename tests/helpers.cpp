@@ -2,11 +2,15 @@
 
 #include "yocotron/fileio.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <sstream>
 #include <vector>
 
@@ -65,6 +69,53 @@ ProcResult run_shell(const std::string& command) {
 }
 
 ProcResult run_yocotron(const std::string& args) { return run_shell("'" + yocotron_bin() + "' " + args); }
+
+Background::Background(const std::string& command) : dir_(temp_dir("background")) {
+  const std::string out = (dir_ / "out").string(), err = (dir_ / "err").string(), full = "exec " + command;
+  const std::string cwd = source_dir();
+  pid_ = ::fork();
+  if (pid_ == 0) {  // the child: only async-signal-safe calls until exec
+    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0 || ::chdir(cwd.c_str()) != 0) ::_exit(127);
+    ::execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+}
+
+Background::~Background() {
+  if (pid_ > 0 && status_ < 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Background::signal(int sig) const { ::kill(pid_, sig); }
+
+int Background::wait(double secs) {
+  if (status_ >= 0) return status_;
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(secs);
+  while (true) {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() >= end) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::string Background::out() const { return read_file(dir_ / "out"); }
+std::string Background::err() const { return read_file(dir_ / "err"); }
+
+bool wait_until(const std::function<bool()>& ready, double secs) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(secs);
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
 
 std::string source_dir() { return YT_SOURCE_DIR; }
 std::string yocotron_bin() { return YT_YOCOTRON_BIN; }

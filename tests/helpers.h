@@ -1,6 +1,7 @@
 // Test helpers: run the real `yocotron` executable, temporary directories, file I/O.
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace yt::test {
@@ -15,6 +16,30 @@ struct ProcResult {
 ProcResult run_shell(const std::string& command);
 // Runs the yocotron binary built next to the tests with `args` (already shell-quoted where needed).
 ProcResult run_yocotron(const std::string& args);
+
+// A command started in the background (`/bin/sh -c "exec COMMAND"`, so `pid` is the command's own
+// process: signals sent to it reach the command, not a shell), stdout and stderr to files.
+// Put environment settings in front as `env VAR=value ...`.
+class Background {
+ public:
+  explicit Background(const std::string& command);
+  ~Background();  // kills the command (SIGKILL) if it still runs
+  int pid() const { return pid_; }
+  void signal(int sig) const;
+  // Waits up to `secs` for the command to end; its exit status (128 + signal when killed by one),
+  // or -1 when it still runs.
+  int wait(double secs);
+  std::string out() const;
+  std::string err() const;
+
+ private:
+  int pid_ = -1;
+  int status_ = -1;
+  std::filesystem::path dir_;
+};
+
+// Polls `ready` every 20 ms for up to `secs`; true once it holds.
+bool wait_until(const std::function<bool()>& ready, double secs);
 
 std::string source_dir();   // the repository root
 std::string yocotron_bin();

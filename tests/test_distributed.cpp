@@ -1,6 +1,8 @@
 // `mpirun -np N yocotron train` against one process: data parallel, tensor parallel, both, ZeRO-1,
 // resuming on another mesh, and ranks that die or stall. Real processes, real files.
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -146,4 +148,151 @@ TEST_CASE("mesh errors: TP not dividing the heads or the world, a batch that doe
   auto batch = s.train(4, "e3", "--set train.global_batch=4 --set train.micro_batch=2");
   CHECK(batch.exit_code != 0);
   CHECK_THAT(batch.out + batch.err, ContainsSubstring("train.global_batch=4 is not a multiple of train.micro_batch x data-parallel size = 2 x 4"));
+}
+
+namespace {
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("ranks launched with different settings end at once, each with one line naming the first difference", "[dist]") {
+  Setup s;
+  std::string other_data = test::make_dataset(s.dir / "other", "train", {test::markov_tokens(8000, 61, 7)}, 61);
+  // An MPMD launch: the first `first_np` ranks as given, the last one with `last_args` added and
+  // (train) its --run-dir `last_run`, when given.
+  auto mpmd = [&](const std::string& run, int first_np, const std::string& last_args, const std::string& command = "train",
+                  const std::string& last_run = "") {
+    std::string bin = "'" + test::yocotron_bin() + "' " + command + " --config " + s.recipe;
+    auto dir = [&](const std::string& r) { return command == "train" ? " --run-dir " + (s.dir / r).string() : ""; };
+    return test::run_shell(mpirun(first_np) + bin + dir(run) + " : -np 1 " + bin + dir(last_run.empty() ? run : last_run) + " " +
+                           last_args);
+  };
+  struct Case {
+    std::string args, line, last_run;
+  };
+  const std::string recipe_hint = " (launch every rank with the same recipe and --set options)";
+  std::vector<Case> cases = {
+      {"--set train.lr=0.5", "error: ranks disagree on train.lr: rank 0 has 0.01, rank 1 has 0.5" + recipe_hint, ""},
+      {"--set model.d_model=64", "error: ranks disagree on model.d_model: rank 0 has 32, rank 1 has 64" + recipe_hint, ""},
+      {"--set train.seed=7", "error: ranks disagree on train.seed: rank 0 has 1234, rank 1 has 7" + recipe_hint, ""},
+      {"--set data.train=" + other_data, cat("error: ranks disagree on data.train: rank 0 has ", (s.dir / "data" / "train").string(),
+                                             ", rank 1 has ", other_data, recipe_hint), ""},
+      {"", cat("error: ranks disagree on run directory: rank 0 has ", (s.dir / "mismatch").string(), ", rank 1 has ",
+               (s.dir / "elsewhere").string(), " (give every rank the same --run-dir)"),
+       "elsewhere"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.args);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = mpmd("mismatch", 1, c.args, "train", c.last_run);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    INFO(r.out + r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(count(r.err, c.line + "\n") == 2);  // one line from each rank
+    CHECK(count(r.err, "error:") == 2);
+    CHECK(secs < 60);
+    CHECK(!fs::exists(s.dir / "mismatch"));  // nothing written
+    CHECK(!fs::exists(s.dir / "elsewhere"));
+  }
+  // Four ranks, the last one different: the ranks are grouped by what they hold.
+  auto four = mpmd("mismatch", 3, "--set train.lr=0.5");
+  INFO(four.err);
+  CHECK(four.exit_code == 2);
+  CHECK(count(four.err, "error: ranks disagree on train.lr: ranks 0-2 have 0.01, rank 3 has 0.5" + recipe_hint + "\n") == 4);
+  // bench under mpirun compares the same way (its options too).
+  auto bench = mpmd("", 1, "--steps 1", "bench");
+  INFO(bench.err);
+  CHECK(bench.exit_code == 2);
+  CHECK(count(bench.err, "error: ranks disagree on bench --steps: rank 0 has 20, rank 1 has 1" + recipe_hint + "\n") == 2);
+  // log.level may differ; the same recipe trains as usual.
+  auto ok = mpmd("same", 1, "--set log.level=debug");
+  INFO(ok.err);
+  REQUIRE(ok.exit_code == 0);
+  CHECK_THAT(ok.err, ContainsSubstring("dp=2 x tp=1"));
+}
+
+TEST_CASE("ranks whose data differ behind the same path end with one line naming the split", "[dist]") {
+  Setup s;
+  // The same relative data.train, resolved in two working directories holding different datasets.
+  test::make_dataset(s.dir / "a" / "data", "train", {test::markov_tokens(8000, 61, 1)}, 61);
+  test::make_dataset(s.dir / "b" / "data", "train", {test::markov_tokens(7000, 61, 2)}, 61);
+  std::string bin = "'" + test::yocotron_bin() + "' train --config " + s.recipe + " --set data.train=data/train --run-dir " +
+                    (s.dir / "run").string();
+  auto r = test::run_shell(mpirun(1) + "-wdir " + (s.dir / "a").string() + " " + bin + " : -np 1 -wdir " +
+                           (s.dir / "b").string() + " " + bin);
+  INFO(r.out + r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(count(r.err, "error: ranks disagree on data.train contents: rank 0 has ") == 2);
+  CHECK_THAT(r.err, ContainsSubstring(" (8000 tokens in 1 shard), rank 1 has "));
+  CHECK_THAT(r.err, ContainsSubstring(" (7000 tokens in 1 shard) (every rank must read the same files"));
+}
+
+namespace {
+
+// True once RUN/metrics.jsonl has begun the training row of `step`.
+bool logged(const fs::path& run, int step) {
+  return test::read_file(run / "metrics.jsonl").find(cat("{\"step\":", step, ",\"tokens\"")) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("a run directory in use: a second trainer under mpirun ends on every rank with rank 0's one line", "[dist]") {
+  Setup s;
+  fs::path run = s.dir / "shared";
+  // One process holds the run directory (paused after step 3); a 2-rank job then asks for it.
+  test::Background first("env YOCOTRON_TEST_STALL=0:3:8 '" + test::yocotron_bin() + "' train --config " + s.recipe +
+                         " --run-dir " + run.string());
+  REQUIRE(test::wait_until([&] { return logged(run, 2); }, 120));
+  auto second = s.train(2, "shared");
+  INFO(second.out + second.err);
+  CHECK(second.exit_code == 2);
+  CHECK(count(second.err, "error: ") == 1);
+  CHECK(count(second.err, cat("error: ", run.string(), ": in use by another trainer (host ")) == 1);
+  CHECK_THAT(second.err, ContainsSubstring(cat(", pid ", first.pid(), ", since ")));
+  CHECK(first.wait(120) == 0);
+  CHECK(s.losses("shared").size() == 12);
+}
+
+TEST_CASE("a val split short of one sample per data-parallel rank: every rank ends with rank 0's one line", "[dist]") {
+  Setup s;
+  // 20 tokens: one sample of 17, for two data-parallel ranks.
+  std::string val = test::make_dataset(s.dir / "small", "val", {test::markov_tokens(20, 61, 5)}, 61);
+  auto short_val = s.train(2, "short-val", "--set data.val=" + val + " --set train.eval_every=4");
+  INFO(short_val.out + short_val.err);
+  CHECK(short_val.exit_code == 2);
+  CHECK(count(short_val.err, "error: ") == 1);
+  CHECK(count(short_val.err, "error: data.val=" + val + " holds 20 tokens: 1 sample of data.seq_len+1 = 17 tokens, and evaluation "
+                             "needs one for each of the 2 data-parallel ranks (") == 1);
+  CHECK(s.train(1, "one-rank-val", "--set data.val=" + val + " --set train.eval_every=4").exit_code == 0);
+}
+
+TEST_CASE("SIGUSR1 to mpirun: every rank stops at one step, one checkpoint, exit 75; the resumed job keeps the curve", "[dist]") {
+  Setup s;
+  const std::string steps = " --set train.steps=20";
+  REQUIRE(s.train(0, "one", steps).exit_code == 0);
+  auto one = s.losses("one");
+  fs::path run = s.dir / "usr1";
+  // Rank 0 pauses 3 s after step 3 (YOCOTRON_TEST_STALL), so that the signal lands mid-run.
+  test::Background job("env YOCOTRON_TEST_STALL=0:3:3 " + mpirun(2) + "'" + test::yocotron_bin() + "' train --config " + s.recipe +
+                       " --run-dir " + run.string() + steps);
+  REQUIRE(test::wait_until([&] { return logged(run, 2); }, 120));
+  job.signal(SIGUSR1);  // what launch/slurm.sbatch sends mpirun on SIGTERM
+  INFO(job.err());
+  CHECK(job.wait(60) == 75);
+  CHECK(count(job.err(), "stopped by a signal at step ") == 1);
+  std::vector<std::string> ckpts;
+  for (const auto& e : fs::directory_iterator(run / "checkpoints"))
+    if (starts_with(e.path().filename().string(), "step_")) ckpts.push_back(e.path().filename().string());
+  REQUIRE(ckpts.size() == 1);
+  CHECK(ckpts[0] < "step_00000020");
+  auto resumed = s.train(2, "usr1", steps);
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.err, ContainsSubstring("resumed from"));
+  same_curve(s.losses("usr1"), one);
 }

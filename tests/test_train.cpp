@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -167,13 +168,14 @@ TEST_CASE("corrupt or incomplete checkpoints are skipped with a warning naming t
   CHECK_THAT(shape.err, ContainsSubstring("model.d_ffn=96 but the checkpoint was trained with model.d_ffn=64"));
 }
 
-TEST_CASE("SIGTERM: finish the step, checkpoint, exit 0; the resumed run continues the curve", "[train]") {
+TEST_CASE("SIGTERM: finish the step, checkpoint, exit 75; the resumed run continues the curve", "[train]") {
   Fixture f;
   fs::path run = f.dir / "sigterm";
   auto r = train(f.recipe, run, "", "YOCOTRON_TEST_SIGNAL_AFTER_STEP=5");
   INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.err, ContainsSubstring("stopped by a signal after step 5 (signal 15 here)"));
+  REQUIRE(r.exit_code == 75);
+  CHECK_THAT(r.err, ContainsSubstring("stopped by a signal at step 5 (signal 15 here): checkpoint step_00000005 holds it; "
+                                      "exit status 75, resume with --resume auto"));
   CHECK(fs::exists(run / "checkpoints" / "step_00000005"));
   REQUIRE(train(f.recipe, run).exit_code == 0);
   CHECK(curve(run) == f.reference);
@@ -239,4 +241,172 @@ TEST_CASE("learning works: real text well below the unigram entropy; a repeated 
   auto m = train(rrecipe, dir / "rep-run", "--set train.steps=150 --set train.lr=0.01 --set train.warmup_steps=10 --set log.every=10");
   REQUIRE(m.exit_code == 0);
   CHECK(metrics(dir / "rep-run").back()["loss"].get<double>() < 0.05);
+}
+
+namespace {
+
+// The rows of a curve() after `step`.
+std::vector<std::string> after_step(const std::vector<std::string>& rows, int step) {
+  std::vector<std::string> out;
+  for (const auto& r : rows)
+    if (std::stoi(r) > step) out.push_back(r);
+  return out;
+}
+
+// True once RUN/metrics.jsonl holds a training row of `step` (a line being written does not count).
+bool logged(const fs::path& run, int step) {
+  std::istringstream in(test::read_file(run / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded() && j.contains("loss") && j["step"] == step) return true;
+  }
+  return false;
+}
+
+std::string train_command(const std::string& recipe, const fs::path& run, const std::string& args = "") {
+  return "'" + test::yocotron_bin() + "' train --config " + recipe + " --run-dir " + run.string() + " " + args;
+}
+
+std::string hostname() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+}  // namespace
+
+TEST_CASE("--resume RUN_DIR continues from that run's newest checkpoint that verifies", "[train]") {
+  Fixture f;
+  fs::path a = f.dir / "a";
+  REQUIRE(train(f.recipe, a, "--set checkpoint.every=4 --set train.exit_after_steps=8").exit_code == 0);
+  fs::path newest = a / "checkpoints" / "step_00000008" / "state.json";
+  test::write_file(newest, test::read_file(newest) + " ");  // no longer matches its manifest
+  auto r = train(f.recipe, f.dir / "b", "--resume " + a.string());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, ContainsSubstring("skipping checkpoint: " + newest.string()));
+  CHECK_THAT(r.err, ContainsSubstring("resumed from " + (a / "checkpoints" / "step_00000004").string() + " at step 4"));
+  CHECK(curve(f.dir / "b") == after_step(f.reference, 4));
+
+  fs::path empty = f.dir / "empty-run";
+  fs::create_directories(empty / "checkpoints");
+  auto none = train(f.recipe, f.dir / "c", "--resume " + empty.string());
+  CHECK(none.exit_code == 1);
+  CHECK(none.err == "error: --resume " + empty.string() + ": a run directory without checkpoints\n");
+  auto missing = train(f.recipe, f.dir / "c", "--resume " + (f.dir / "nowhere").string());
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err == "error: --resume " + (f.dir / "nowhere").string() + ": no such checkpoint or run directory\n");
+}
+
+TEST_CASE("one trainer per run directory: a second is refused naming the first, which finishes untouched; kill -9 frees it", "[train]") {
+  Fixture f;
+  fs::path run = f.dir / "shared";
+  {
+    // The first trainer pauses after step 3 (YOCOTRON_TEST_STALL), holding the lock.
+    test::Background first("env YOCOTRON_TEST_STALL=0:3:8 " + train_command(f.recipe, run));
+    REQUIRE(test::wait_until([&] { return logged(run, 2); }, 120));
+    auto second = train(f.recipe, run);
+    INFO(second.err);
+    CHECK(second.exit_code == 2);
+    const std::string head = cat("error: ", run.string(), ": in use by another trainer (host ", hostname(), ", pid ", first.pid(), ", since ");
+    CHECK(starts_with(second.err, head));
+    CHECK(ends_with(second.err, cat(", as ", (run / ".lock").string(), " says); wait for it to end, or train into another --run-dir\n")));
+    CHECK(std::count(second.err.begin(), second.err.end(), '\n') == 1);
+    CHECK(first.wait(120) == 0);
+    INFO(first.err());
+    CHECK(curve(run) == f.reference);  // every row of the first run, none rewritten by the second
+    CHECK_THAT(test::read_file(run / ".lock"), ContainsSubstring(cat(", pid ", first.pid(), ", since ")));
+  }
+  // The kernel drops the lock with its process: after kill -9 the next trainer takes it and resumes.
+  fs::path killed = f.dir / "killed";
+  test::Background victim("env YOCOTRON_TEST_STALL=0:5:60 " + train_command(f.recipe, killed, "--set checkpoint.every=4"));
+  REQUIRE(test::wait_until([&] { return test::read_file(killed / "checkpoints" / "latest") == "step_00000004\n"; }, 120));
+  victim.signal(SIGKILL);
+  REQUIRE(victim.wait(30) == 128 + SIGKILL);
+  auto next = train(f.recipe, killed, "--set checkpoint.every=4");
+  INFO(next.err);
+  REQUIRE(next.exit_code == 0);
+  CHECK_THAT(next.err, ContainsSubstring("step_00000004 at step 4"));
+  CHECK(curve(killed) == f.reference);
+}
+
+TEST_CASE("a split too small for a step or for evaluation: one line naming it and the keys, exit 2, before any step", "[train]") {
+  Fixture f;
+  std::string tiny_val = test::make_dataset(f.dir / "tiny-val", "val", {test::markov_tokens(10, 64, 3)}, 64);
+  std::string tiny_train = test::make_dataset(f.dir / "tiny-train", "train", {test::markov_tokens(100, 64, 4)}, 64);
+  struct Case {
+    std::string run, set, line;
+  };
+  for (const auto& c : {Case{"v", "data.val=" + tiny_val,
+                             "error: data.val=" + tiny_val + " holds 10 tokens: 0 samples of data.seq_len+1 = 17 tokens, and evaluation "
+                             "needs one (use a larger validation split, a smaller data.seq_len, or train.eval_every=0)\n"},
+                        Case{"t", "data.train=" + tiny_train,
+                             "error: data.train=" + tiny_train + " holds 100 tokens: 6 samples of data.seq_len+1 = 17 tokens, and one "
+                             "step takes train.global_batch=8 of them (use more data or a smaller data.seq_len or train.global_batch)\n"}}) {
+    INFO(c.set);
+    auto r = train(f.recipe, f.dir / c.run, "--set " + c.set);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err == c.line);
+    CHECK(!fs::exists(f.dir / c.run / "metrics.jsonl"));
+  }
+  // The same val split serves a shorter sequence, or no evaluation.
+  CHECK(train(f.recipe, f.dir / "v8", "--set data.val=" + tiny_val + " --set data.seq_len=8 --set train.steps=4").exit_code == 0);
+  CHECK(train(f.recipe, f.dir / "v0", "--set data.val=" + tiny_val + " --set train.eval_every=0 --set train.steps=2").exit_code == 0);
+}
+
+TEST_CASE("SIGTERM during a long evaluation: 75 within seconds, a checkpoint, and the resumed run gives the same curve", "[train]") {
+  Fixture f;
+  // 50 evaluation batches; the interrupted run takes 0.4 s more per batch (20 s per evaluation).
+  const std::string evals = "--set train.eval_batches=50";
+  REQUIRE(train(f.recipe, f.dir / "ref50", evals).exit_code == 0);
+  const auto reference = curve(f.dir / "ref50");
+  REQUIRE(reference.size() == 15);
+  fs::path run = f.dir / "stopped";
+  test::Background t("env YOCOTRON_TEST_EVAL_BATCH_SECS=0.4 " + train_command(f.recipe, run, evals));
+  REQUIRE(test::wait_until([&] { return logged(run, 4); }, 120));  // the evaluation of step 4 starts now
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto t0 = std::chrono::steady_clock::now();
+  t.signal(SIGTERM);
+  int code = t.wait(60);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(t.err());
+  CHECK(code == 75);
+  CHECK(secs < 8);  // the evaluation had about 19 s left
+  CHECK_THAT(t.err(), ContainsSubstring("stopped by a signal at step 4, during its evaluation (signal 15 here): checkpoint step_00000004"));
+  CHECK_NOTHROW(verify_checkpoint((run / "checkpoints" / "step_00000004").string()));
+  CHECK(json::parse(test::read_file(run / "checkpoints" / "step_00000004" / "state.json"))["eval_pending"] == true);
+  // The resumed run evaluates step 4 first, then goes on as if never stopped.
+  auto resumed = train(f.recipe, run, evals);
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(curve(run) == reference);
+  CHECK(json::parse(test::read_file(run / "checkpoints" / "step_00000012" / "state.json"))["eval_pending"] == false);
+}
+
+TEST_CASE("launch/slurm.sbatch: SIGTERM to the batch shell checkpoints through mpirun, exits 75 and requeues", "[train]") {
+  Fixture f;
+  fs::path run = f.dir / "slurm", fake = f.dir / "fake-bin";
+  // SLURM's scontrol is not here: a stand-in records how the script calls it.
+  test::write_file(fake / "scontrol", "#!/bin/sh\necho \"$@\" >> " + (f.dir / "scontrol.calls").string() + "\n");
+  fs::permissions(fake / "scontrol", fs::perms::owner_all);
+  const std::string job =
+      cat("env PATH=", fake.string(), ":", fs::path(YT_MPIEXEC).parent_path().string(), ":/usr/bin:/bin SLURM_JOB_ID=4242 ",
+          "SLURM_NTASKS_PER_NODE=1 SLURM_CPUS_PER_TASK=1 RECIPE=", f.recipe, " RUN_DIR=", run.string(), " YOCOTRON=", test::yocotron_bin(),
+          " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none ");
+  {
+    test::Background batch(job + "YOCOTRON_TEST_STALL=0:5:3 bash " + test::source_dir() + "/launch/slurm.sbatch");
+    REQUIRE(test::wait_until([&] { return logged(run, 4); }, 120));
+    batch.signal(SIGTERM);  // what --signal=B:TERM@120 does
+    INFO(batch.out() + batch.err());
+    CHECK(batch.wait(60) == 75);
+    CHECK_THAT(batch.out(), ContainsSubstring("requeueing job 4242"));
+  }
+  CHECK(test::read_file(f.dir / "scontrol.calls") == "requeue 4242\n");
+  REQUIRE(fs::exists(run / "checkpoints" / "latest"));
+  // The requeued job: the same script resumes and finishes, and does not requeue again.
+  auto again = test::run_shell(job + "bash " + test::source_dir() + "/launch/slurm.sbatch");
+  INFO(again.out + again.err);
+  CHECK(again.exit_code == 0);
+  CHECK(test::read_file(f.dir / "scontrol.calls") == "requeue 4242\n");
+  CHECK(curve(run) == f.reference);
 }

@@ -1,7 +1,8 @@
 // Checkpoints: one directory per step, RUN/checkpoints/step_<8 digits>/, holding
 //   model-tpRR-of-TT.safetensors      fp32 master weights of tensor-parallel rank RR (its shards)
 //   optimizer-tpRR-of-TT.safetensors  its Adam moments (exp_avg/<name>, exp_avg_sq/<name>), RNG states
-//   state.json                        step, tokens, consumed samples, skipped steps, Adam steps
+//   state.json                        step, tokens, consumed samples, skipped steps, Adam steps,
+//                                     whether the step's evaluation is still to run
 //   config.yaml                       the resolved recipe of the run that wrote it
 //   manifest.json                     every file with its size and CRC-32C (checked on load), and
 //                                     every tensor's global shape and split dimension
@@ -32,6 +33,7 @@ struct CheckpointState {
   uint64_t consumed_samples = 0;  // global samples consumed (the data position)
   int64_t skipped_total = 0;      // steps skipped for non-finite loss or gradients
   double adam_steps = 0;          // Adam's bias-correction step count
+  bool eval_pending = false;      // a stop signal cut short this step's evaluation: the resumed run runs it first
   std::string config_yaml;        // the resolved recipe
 };
 

@@ -88,7 +88,8 @@ bool parse_integer(const std::string& text, int64_t& out);
 bool parse_number(const std::string& text, double& out);
 
 // Runs a command body and maps failures to exit codes, printing one "error: ..." line per problem:
-// UsageError and ConfigError exit 2, any other exception 1.
+// UsageError and ConfigError exit 2, any other exception 1; a loop stopped by a signal (Stopped,
+// stop_signal.h) prints its message and exits 75.
 int run_cli(const std::string& command, const std::function<int()>& body);
 
 }  // namespace yt

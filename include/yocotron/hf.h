@@ -16,6 +16,8 @@ struct HfExportOptions {
   uint64_t sample_seed = 0;
 };
 
+// Writes DIR/model.safetensors, then DIR/config.json (and the sample). Between tensors it honours
+// a stop signal (stop_signal.h): it throws Stopped, leaving no new model.safetensors or config.json.
 void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& opts);
 
 // The model section of config.json read as our ModelConfig (Llama fields or our embedded recipe).

@@ -17,9 +17,11 @@ namespace yt {
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 // Tensors are written in the given order (any device; copied to CPU). Atomic: the file appears whole or not at all.
-// Returns the file's size and CRC-32C, computed while writing.
+// Returns the file's size and CRC-32C, computed while writing. `before_each` runs before each
+// tensor's bytes are written; what it throws abandons the file (export-hf stops there on a signal).
 FileDigest save_safetensors(const std::string& path, const NamedTensors& tensors,
-                            const std::map<std::string, std::string>& metadata = {});
+                            const std::map<std::string, std::string>& metadata = {},
+                            const std::function<void()>& before_each = {});
 
 struct SafetensorsFile {
   std::map<std::string, at::Tensor> tensors;  // CPU tensors

@@ -3,7 +3,8 @@
 // Records are read in order, tokenized on all cores, and written in input order; each document
 // ends with EOS (and starts with BOS on request) and goes to the validation split when a hash of
 // its text falls under the validation fraction, so the split does not depend on file order. The
-// dataset is built in OUT.partial-<pid> and renamed into place only when complete.
+// dataset is built in OUT.partial-<pid> and renamed into place only when complete; a failure, or a
+// stop signal seen between records (Stopped, stop_signal.h), removes it.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -11,11 +11,12 @@ struct RunOptions {
   std::string recipe;
   std::vector<std::string> overrides;
   std::string run_dir;          // "" = log.run_dir, else runs/<recipe stem>
-  std::string resume = "auto";  // auto | none | PATH of a checkpoint directory
+  std::string resume = "auto";  // auto | none | PATH of a checkpoint directory or a run directory
 };
 
-// Returns the process exit code: 0 when the run finished, stopped on a signal or after
-// train.exit_after_steps with a checkpoint; non-zero (with a message) otherwise.
+// Returns the process exit code: 0 when the run finished or stopped after train.exit_after_steps,
+// kExitStopped (75) when a stop signal ended it (both with a checkpoint); 1 on a runtime error, 2 on
+// bad input (a recipe, ranks that disagree, a run directory in use, data too small), with a message.
 int run_training(const RunOptions& opts);
 
 // The run directory a recipe trains into.

@@ -99,7 +99,8 @@ std::string write_checkpoint(const std::string& root, const CheckpointState& st,
                   {"tokens", st.tokens},
                   {"consumed_samples", st.consumed_samples},
                   {"skipped_total", st.skipped_total},
-                  {"adam_steps", st.adam_steps}};
+                  {"adam_steps", st.adam_steps},
+                  {"eval_pending", st.eval_pending}};
     auto record = [&](const std::string& file, const FileDigest& d) { files[file] = {{"bytes", d.bytes}, {"crc32c", d.crc32c}}; };
     record("state.json", write_text_file_atomic((tmp / "state.json").string(), state.dump(2) + "\n"));
     record("config.yaml", write_text_file_atomic((tmp / "config.yaml").string(), st.config_yaml));
@@ -293,6 +294,11 @@ CheckpointState read_state(const std::string& path) {
       throw std::runtime_error(cat("adam_steps: expected a non-negative number, found ",
                                    j.contains("adam_steps") ? json_excerpt(j["adam_steps"]) : "nothing"));
     st.adam_steps = j["adam_steps"].get<double>();
+    if (j.contains("eval_pending")) {  // absent from checkpoints written before it existed
+      if (!j["eval_pending"].is_boolean())
+        throw std::runtime_error(cat("eval_pending: expected true or false, found ", json_excerpt(j["eval_pending"])));
+      st.eval_pending = j["eval_pending"].get<bool>();
+    }
   } catch (const std::exception& e) {
     throw std::runtime_error(cat(path, ": malformed: ", e.what()));
   }

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "yocotron/config.h"
+#include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -254,6 +255,9 @@ int run_cli(const std::string& command, const std::function<int()>& body) {
   } catch (const std::bad_alloc&) {  // train and bench say more (errors.h); elsewhere this is all there is to say
     std::cerr << "error: out of host memory (std::bad_alloc)\n";
     return 1;
+  } catch (const Stopped& e) {
+    std::cerr << "yocotron: " << e.what() << "\n";
+    return kExitStopped;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

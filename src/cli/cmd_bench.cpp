@@ -6,6 +6,8 @@
 //   --part prefill|decode: inference latency and throughput with the KV cache (bench_inference.h).
 //   --profile DIR: after the timed steps, --profile-steps more under LibTorch's profiler; each rank
 //     writes DIR/bench.rank<R>.json (Chrome/Perfetto trace) and DIR/bench.rank<R>.summary.txt.
+#include <torch/version.h>
+
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -13,6 +15,7 @@
 
 #include "bench_inference.h"
 #include "commands.h"
+#include "yocotron/agreement.h"
 #include "yocotron/cli_args.h"
 #include "yocotron/config.h"
 #include "yocotron/device.h"
@@ -224,9 +227,16 @@ int run_bench(const Args& args) {
     ProfileRequest profile{p.get("--profile"), p.get_integer("--profile-steps", 2)};
     if (p.has("--profile") && profile.dir.empty()) throw UsageError("--profile expects a directory");
     if (!p.has("--profile") && p.has("--profile-steps")) throw UsageError("--profile-steps needs --profile DIR");
+    const int64_t steps = p.get_integer("--steps", 20), warmup = p.get_integer("--warmup", 3);
+    // Under mpirun every rank must run the same steps of the same model (docs/distributed.md).
+    AgreementItems same = config_agreement_items(cfg, cat("LibTorch ", TORCH_VERSION));
+    same.emplace_back("bench --steps", std::to_string(steps));
+    same.emplace_back("bench --warmup", std::to_string(warmup));
+    same.emplace_back("bench --profile-steps", profile.dir.empty() ? "none" : std::to_string(profile.steps));
+    if (std::string differ = rank_disagreement(same); !differ.empty()) return fail_together(differ, true, 2);
     OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1};
     return with_out_of_memory_message(cfg, [&] { return where; }, [&] {
-      auto j = bench_train(cfg, p.get_integer("--steps", 20), p.get_integer("--warmup", 3), profile, where);
+      auto j = bench_train(cfg, steps, warmup, profile, where);
       if (j["rank"] == 0) std::cout << j.dump() << "\n";
       return 0;
     });

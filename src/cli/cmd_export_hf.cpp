@@ -10,6 +10,7 @@
 #include "yocotron/model_factory.h"
 #include "yocotron/model_source.h"
 #include "yocotron/str.h"
+#include "yocotron/stop_signal.h"
 
 namespace yt::cli {
 
@@ -28,6 +29,7 @@ int run_export_hf(const Args& args) {
   if (!p.parse(args)) return 0;
   if (!p.has("--out")) throw UsageError("missing --out DIR");
   const std::string out = p.get("--out");
+  install_stop_handlers();  // SIGTERM/SIGINT/SIGUSR1: stop between tensors, exit 75 (export_hf)
   HfExportOptions opts;
   std::string dtype = p.get("--dtype", "fp32");
   if (dtype == "bf16") opts.dtype = at::kBFloat16;

@@ -12,9 +12,12 @@ int run_train(const Args& args) {
       .option("--run-dir", "DIR", "run directory (default: log.run_dir, else runs/<recipe name>)")
       .option("--resume", "auto|none|PATH",
               "auto (default): continue from the newest checkpoint that verifies; none: start fresh (refused when "
-              "the run directory has checkpoints); PATH: that checkpoint");
+              "the run directory has checkpoints); PATH: that checkpoint, or a run directory (its newest checkpoint "
+              "that verifies)");
   p.epilog("Run directory: config.yaml, metrics.jsonl, metrics.csv, logs/rank<N>.log, checkpoints/step_<8 digits>/,\n"
-           "checkpoints/latest. SIGTERM/SIGINT: finish the step, checkpoint, exit 0 (a second signal exits at once).");
+           "checkpoints/latest, .lock (one trainer at a time). SIGTERM/SIGINT/SIGUSR1 (under mpirun: SIGUSR1 to\n"
+           "mpirun): finish the step or evaluation batch, checkpoint, exit 75 (a second signal exits at once).\n"
+           "Exit status: 0 finished, 75 stopped by a signal (resume me), 1 runtime error, 2 bad input.");
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   RunOptions o;

@@ -49,7 +49,7 @@ bool dtype_from_name(const std::string& n, at::ScalarType* out) {
 }  // namespace
 
 FileDigest save_safetensors(const std::string& path, const NamedTensors& tensors,
-                            const std::map<std::string, std::string>& metadata) {
+                            const std::map<std::string, std::string>& metadata, const std::function<void()>& before_each) {
   nlohmann::json header = nlohmann::json::object();
   std::vector<at::Tensor> cpu;
   uint64_t offset = 0;
@@ -67,7 +67,10 @@ FileDigest save_safetensors(const std::string& path, const NamedTensors& tensors
   AtomicFile f(path);
   f.write(&n, 8);
   f.write(text);
-  for (const auto& c : cpu) f.write(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
+  for (const auto& c : cpu) {
+    if (before_each) before_each();
+    f.write(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
+  }
   f.commit();
   return {f.bytes_written(), f.crc32c()};
 }

@@ -1,13 +1,17 @@
 #include "yocotron/hf.h"
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "yocotron/checkpoint.h"
 #include "yocotron/fileio.h"
 #include "yocotron/kv_plan_json.h"
 #include "yocotron/safetensors.h"
+#include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -76,7 +80,14 @@ void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& op
     bool keep_fp32 = model->shard_specs().count(name) ? model->shard_specs().at(name).keep_fp32 : true;
     tensors.emplace_back(hf_name(name), keep_fp32 ? g.to(at::kFloat) : g.to(opts.dtype));
   }
-  save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  // A stop signal between tensors abandons model.safetensors (it appears whole or not at all) and
+  // config.json is not written. Test hook: YOCOTRON_TEST_EXPORT_TENSOR_SECS=S makes each tensor's
+  // write S seconds longer (a large model).
+  const char* pause = std::getenv("YOCOTRON_TEST_EXPORT_TENSOR_SECS");
+  save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}}, [&] {
+    if (pause) std::this_thread::sleep_for(std::chrono::duration<double>(std::stod(pause)));
+    throw_if_stop_requested(cat("exporting to ", dir));
+  });
 
   json cfg = llama_fields(m);
   cfg["torch_dtype"] = opts.dtype == at::kBFloat16 ? "bfloat16" : "float32";

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <csignal>
 
+#include "yocotron/str.h"
+
 namespace yt {
 namespace {
 
@@ -27,11 +29,14 @@ void install_stop_handlers() {
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
 }
 
 bool stop_requested() { return g_signal.load() != 0; }
 int stop_signal_number() { return g_signal.load(); }
+
+void throw_if_stop_requested(const std::string& doing) {
+  if (int sig = g_signal.load()) throw Stopped(cat("stopped by signal ", sig, " while ", doing, "; nothing was written"));
+}
 
 }  // namespace yt

@@ -1,5 +1,6 @@
 // The training loop over a DP x TP mesh (one process is a 1 x 1 mesh): steps, metrics at log points
-// (the only host syncs in a step), evaluation, checkpoints, a stop every rank agrees on.
+// (the only host syncs in a step), evaluation, checkpoints, a stop every rank agrees on. Before it,
+// the checks that every rank makes together.
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +13,9 @@
 #include <sstream>
 #include <thread>
 
+#include <torch/version.h>
+
+#include "yocotron/agreement.h"
 #include "yocotron/checkpoint.h"
 #include "yocotron/dataset.h"
 #include "yocotron/device.h"
@@ -29,6 +33,7 @@
 #include "yocotron/phase.h"
 #include "yocotron/profiler.h"
 #include "yocotron/progress.h"
+#include "yocotron/run_lock.h"
 #include "yocotron/schedule.h"
 #include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
@@ -49,10 +54,12 @@ using Clock = std::chrono::steady_clock;
 //   YOCOTRON_TEST_SIGNAL_AFTER_STEP=5    the process sends itself SIGTERM after step 5
 //   YOCOTRON_TEST_DIE=RANK:STEP          that rank kills itself (SIGKILL) after that step
 //   YOCOTRON_TEST_STALL=RANK:STEP:SECS   that rank sleeps after that step (a stuck peer)
+//   YOCOTRON_TEST_EVAL_BATCH_SECS=0.1    every evaluation batch takes that much longer (a long evaluation)
 struct TestHooks {
   std::set<int64_t> nan_steps;
   int64_t signal_step = -1;
   std::vector<int64_t> die, stall;
+  double eval_batch_secs = 0;
 
   TestHooks() {
     if (const char* s = std::getenv("YOCOTRON_TEST_NAN_AT_STEPS"))
@@ -67,6 +74,7 @@ struct TestHooks {
     };
     die = ints("YOCOTRON_TEST_DIE");
     stall = ints("YOCOTRON_TEST_STALL");
+    if (const char* s = std::getenv("YOCOTRON_TEST_EVAL_BATCH_SECS")) eval_batch_secs = std::stod(s);
   }
 
   void after_step(int64_t step, int rank) const {
@@ -74,12 +82,89 @@ struct TestHooks {
     if (die.size() == 2 && die[0] == rank && die[1] == step) std::raise(SIGKILL);
     if (stall.size() == 3 && stall[0] == rank && stall[1] == step) std::this_thread::sleep_for(std::chrono::seconds(stall[2]));
   }
+
+  void after_eval_batch() const {
+    if (eval_batch_secs > 0) std::this_thread::sleep_for(std::chrono::duration<double>(eval_batch_secs));
+  }
 };
+
+// An error that every rank reaches at the same point from inputs they agree on (the recipe, the
+// data, rank 0's verdicts on the run directory and the checkpoint): every rank ends with exit status
+// `code` (2: bad input, 1: a runtime error) through fail_together(), without MPI_Abort and its
+// banner. `every_rank`: each rank prints the line, else rank 0 alone.
+class JobError : public std::runtime_error {
+ public:
+  JobError(const std::string& message, bool every_rank, int code = 2)
+      : std::runtime_error(message), every_rank_(every_rank), code_(code) {}
+  bool every_rank() const { return every_rank_; }
+  int code() const { return code_; }
+
+ private:
+  bool every_rank_;
+  int code_;
+};
+
+struct Datasets {
+  std::shared_ptr<const TokenDataset> train, val;  // val: null without evaluation
+};
+
+// What identifies a split's contents: its tokenizer, sizes and every shard's payload checksum.
+std::string dataset_fingerprint(const TokenDataset& ds) {
+  uint64_t h = fnv1a64(nullptr, 0);  // the offset basis
+  auto mix = [&](uint64_t v) { h = fnv1a64(&v, sizeof v, h); };
+  mix(ds.tokenizer_fingerprint());
+  mix(ds.n_tokens());
+  mix(ds.n_docs());
+  for (const auto& sh : ds.shards()) {
+    mix(sh.n_tokens());
+    mix(sh.header().payload_crc32c);
+  }
+  return cat(hex64(h), " (", ds.n_tokens(), " tokens in ", ds.shards().size(), " shard", ds.shards().size() == 1 ? "" : "s", ")");
+}
+
+Datasets open_datasets(const Config& cfg) {
+  if (cfg.data.train.empty()) throw ConfigError({"data.train: no training data (a split directory made by `yocotron tokenize`)"});
+  Datasets d;
+  d.train = TokenDataset::open(cfg.data.train);
+  if (!cfg.data.val.empty() && cfg.train.eval_every > 0) d.val = TokenDataset::open(cfg.data.val);
+  return d;
+}
+
+// "holds 40 tokens: 2 samples of data.seq_len+1 = 17 tokens"
+std::string samples_text(const TokenDataset& ds, int64_t seq_len) {
+  const uint64_t n = ds.n_samples(seq_len);
+  return cat("holds ", ds.n_tokens(), " tokens: ", n, " sample", n == 1 ? "" : "s", " of data.seq_len+1 = ", seq_len + 1, " tokens");
+}
+
+// Checks of the data against the recipe, before the first step; every rank reaches the same verdict
+// (the data are agreed). `dp`: the data-parallel size, 0 when parallel.tp does not divide the world
+// (the mesh reports that).
+void check_datasets(const Config& cfg, const Datasets& d, int64_t dp) {
+  if (d.train->vocab_size() > static_cast<uint64_t>(cfg.model.vocab_size))
+    throw JobError(cat("model.vocab_size=", cfg.model.vocab_size, " is smaller than the vocabulary of ", cfg.data.train, " (",
+                       d.train->vocab_size(), ", ", d.train->manifest_path(), ")"),
+                   false);
+  if (d.val && d.val->tokenizer_fingerprint() != d.train->tokenizer_fingerprint())
+    throw JobError(cat("data.val=", cfg.data.val, " was made by another tokenizer than data.train=", cfg.data.train), false);
+  // Every step takes train.global_batch distinct samples, each rank its share of them.
+  const int64_t T = cfg.data.seq_len;
+  if (d.train->n_samples(T) < static_cast<uint64_t>(cfg.train.global_batch))
+    throw JobError(cat("data.train=", d.train->split_dir(), " ", samples_text(*d.train, T), ", and one step takes train.global_batch=",
+                       cfg.train.global_batch, " of them (use more data or a smaller data.seq_len or train.global_batch)"),
+                   false);
+  // Evaluation gives every data-parallel rank its own samples (wrapping around a split shorter than the pass).
+  if (d.val && dp > 0 && d.val->n_samples(T) < static_cast<uint64_t>(dp))
+    throw JobError(cat("data.val=", d.val->split_dir(), " ", samples_text(*d.val, T), ", and evaluation needs ",
+                       dp == 1 ? "one" : cat("one for each of the ", dp, " data-parallel ranks"),
+                       " (use a larger validation split, a smaller data.seq_len, or train.eval_every=0)"),
+                   false);
+}
 
 class Trainer {
  public:
-  Trainer(Config cfg, std::string run_dir, std::optional<LoadedCheckpoint> resume)
-      : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)), resume_(std::move(resume)) {}
+  Trainer(Config cfg, std::string run_dir, std::optional<LoadedCheckpoint> resume, Datasets data)
+      : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)), resume_(std::move(resume)),
+        train_ds_(std::move(data.train)), val_ds_(std::move(data.val)) {}
 
   int run();
   const Config& config() const { return cfg_; }
@@ -90,7 +175,9 @@ class Trainer {
   void build_model_and_optimizer();
   void open_data();
   void train_step();
-  double evaluate();
+  std::optional<double> evaluate();
+  bool run_evaluation();
+  int stop_on_signal();
   void log_point(bool force);
   void save();
   bool too_many_skipped();
@@ -101,6 +188,7 @@ class Trainer {
   Config cfg_;
   std::string run_dir_;
   std::optional<LoadedCheckpoint> resume_;
+  std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
 
   std::unique_ptr<Mesh> mesh_;
   at::Device device_{at::kCPU};
@@ -109,7 +197,6 @@ class Trainer {
   Decoder model_{nullptr};
   std::unique_ptr<FlatAdamW> opt_;
   std::unique_ptr<TrainStep> stepper_;
-  std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
   std::unique_ptr<TrainLoader> loader_;
   std::vector<std::unique_ptr<MetricsSink>> metrics_;  // rank 0 only: files, TensorBoard
   ProgressLine progress_;
@@ -119,6 +206,7 @@ class Trainer {
   int64_t tokens_per_step_ = 0;
   int64_t steps_in_interval_ = 0;
   int64_t last_checkpoint_step_ = -1;
+  bool eval_pending_ = false;  // a stop cut short the evaluation of step_
   double last_lr_ = 0;
   Clock::time_point interval_start_, run_start_;
   double interval_tokens_ = 0;
@@ -193,6 +281,7 @@ void Trainer::build_model_and_optimizer() {
     gen.set_state(t.rng.at("cpu"));
   }
   step_ = resume_->state.step;
+  eval_pending_ = resume_->state.eval_pending;
   consumed_ = resume_->state.consumed_samples;
   stepper_->skipped_total.fill_(static_cast<double>(resume_->state.skipped_total));
   last_checkpoint_step_ = step_;
@@ -200,16 +289,6 @@ void Trainer::build_model_and_optimizer() {
 }
 
 void Trainer::open_data() {
-  if (cfg_.data.train.empty()) throw ConfigError({"data.train: no training data (a split directory made by `yocotron tokenize`)"});
-  train_ds_ = TokenDataset::open(cfg_.data.train);
-  if (train_ds_->vocab_size() > static_cast<uint64_t>(cfg_.model.vocab_size))
-    throw ConfigError({cat("model.vocab_size=", cfg_.model.vocab_size, " is smaller than the vocabulary of ",
-                           cfg_.data.train, " (", train_ds_->vocab_size(), ", ", train_ds_->manifest_path(), ")")});
-  if (!cfg_.data.val.empty() && cfg_.train.eval_every > 0) {
-    val_ds_ = TokenDataset::open(cfg_.data.val);
-    if (val_ds_->tokenizer_fingerprint() != train_ds_->tokenizer_fingerprint())
-      throw ConfigError({cat("data.val=", cfg_.data.val, " was made by another tokenizer than data.train=", cfg_.data.train)});
-  }
   LoaderOptions lo;
   lo.seq_len = cfg_.data.seq_len;
   lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp};
@@ -230,17 +309,55 @@ void Trainer::train_step() {
   interval_tokens_ += static_cast<double>(tokens_per_step_);
 }
 
-double Trainer::evaluate() {
+// The mean val loss over train.eval_batches micro-batches per rank; nullopt when a stop signal cut it
+// short. The ranks agree on the stop before every batch, so none is left waiting in a collective
+// that the others have given up (TP inside the forward pass, DP in the final sum).
+std::optional<double> Trainer::evaluate() {
   PhaseScope range(Phase::Evaluation, "yocotron::evaluation");
   torch::NoGradGuard no_grad;
   const int64_t T = cfg_.data.seq_len;
   at::Tensor total = at::zeros({}, stepper_->loss_sum.options());
   for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
+    if (mesh_->any_rank(stop_requested())) return std::nullopt;
     at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp, i).to(device_);
     total += model_->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
+    hooks_.after_eval_batch();
   }
   if (mesh_->dp > 1) mesh_->dp_group->all_reduce(total);
   return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * mesh_->dp);
+}
+
+// Evaluates at step_ and records the result; false when a stop signal cut it short (the checkpoint
+// written next says so, and the resumed run evaluates step_ before its first step).
+bool Trainer::run_evaluation() {
+  std::optional<double> v = evaluate();
+  interval_start_ = Clock::now();  // evaluation is not training time
+  if (!v) {
+    eval_pending_ = true;
+    return false;
+  }
+  if (eval_pending_) last_checkpoint_step_ = -1;  // the checkpoint of step_ still lists this evaluation as due
+  eval_pending_ = false;
+  if (rank0()) {
+    for (auto& m : metrics_) m->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, *v});
+    progress_.message(cat("eval at step ", step_, ": val_loss ", *v, ", perplexity ", std::exp(*v)));
+  }
+  return true;
+}
+
+// A stop signal reached some rank: every rank writes the checkpoint (as a scheduled one) and ends
+// with kExitStopped once all have written it (mpirun ends the job when a first rank exits non-zero).
+int Trainer::stop_on_signal() {
+  finish_profile();  // the steps recorded so far
+  log_point(true);
+  save();
+  progress_.finish();
+  log::info("stopped by a signal at step ", step_, eval_pending_ ? ", during its evaluation" : "", " (signal ",
+            stop_signal_number(), " here): checkpoint ", checkpoint_name(step_), " holds it; exit status ", kExitStopped,
+            ", resume with --resume auto");
+  log::flush();
+  mesh_->barrier();
+  return kExitStopped;
 }
 
 bool Trainer::too_many_skipped() {
@@ -292,6 +409,7 @@ void Trainer::save() {
   st.consumed_samples = consumed_;
   st.skipped_total = static_cast<int64_t>(stepper_->skipped_total.item<double>());
   st.adam_steps = opt_->adam_steps();
+  st.eval_pending = eval_pending_;
   st.config_yaml = to_yaml(cfg_);
   CheckpointTensors t;  // collective with ZeRO-1: every rank gathers its TP shard's full state
   t.model = opt_->tensors("master");
@@ -352,11 +470,14 @@ int Trainer::run() {
             mesh_->world_size, " process(es) (dp=", mesh_->dp, " x tp=", mesh_->tp, opt_->layout().zero1 ? ", ZeRO-1" : "",
             ", ", device_.is_cuda() ? "cuda" : "cpu", ") in ", cfg_.train.precision, ": ", cfg_.train.steps,
             " steps of ", tokens_per_step_, " tokens, ", loader_->accum_steps(), " micro-batch(es) per step; run dir ", run_dir_);
-  install_stop_handlers();
   reset_peak_memory(cuda_index_);
   run_start_ = interval_start_ = Clock::now();
   const int64_t start_step = step_;
   const bool cpu = !device_.is_cuda();
+  const bool eval_due = val_ds_ && step_ % cfg_.train.eval_every == 0;
+  if (eval_pending_ && eval_due && !run_evaluation()) return stop_on_signal();
+  eval_pending_ = false;  // no longer due (no val split, or another train.eval_every)
+  if (mesh_->any_rank(stop_requested())) return stop_on_signal();  // a signal during a long startup
   while (step_ < cfg_.train.steps) {
     maybe_start_profile();
     train_step();
@@ -373,25 +494,13 @@ int Trainer::run() {
                  "was written from them, the last good one is kept");
       return 1;
     }
-    if (val_ds_ && step_ % cfg_.train.eval_every == 0) {
-      double v = evaluate();
-      if (rank0()) {
-        for (auto& m : metrics_) m->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, v});
-        progress_.message(cat("eval at step ", step_, ": val_loss ", v, ", perplexity ", std::exp(v)));
-      }
-      interval_start_ = Clock::now();
-    }
-    bool stop = mesh_->any_rank(stop_requested());
+    if (val_ds_ && step_ % cfg_.train.eval_every == 0 && !run_evaluation()) return stop_on_signal();
+    if (mesh_->any_rank(stop_requested())) return stop_on_signal();
     bool exit_after = cfg_.train.exit_after_steps > 0 && step_ - start_step >= cfg_.train.exit_after_steps;
-    if (stop || exit_after) finish_profile();  // the steps recorded so far
-    if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || stop || exit_after) {
+    if (exit_after) finish_profile();  // the steps recorded so far
+    if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || exit_after) {
       log_point(true);
       save();
-    }
-    if (stop) {
-      progress_.finish();
-      log::info("stopped by a signal after step ", step_, " (signal ", stop_signal_number(), " here); resume with --resume auto");
-      return 0;
     }
     if (exit_after) {
       progress_.finish();
@@ -408,12 +517,47 @@ int Trainer::run() {
   return 0;
 }
 
+// Rank 0 locks the run directory for as long as this process runs, and tells the others whether it
+// could: a second trainer on the same directory would delete the first one's checkpoint
+// temporaries and rewrite its metrics files.
+std::unique_ptr<RunDirLock> lock_run_dir(const std::string& run_dir, int world_rank) {
+  std::unique_ptr<RunDirLock> lock;
+  std::string verdict;  // "" = locked; "in use:..." or "error:..."
+  if (world_rank == 0) {
+    try {
+      std::string holder, warning;
+      lock = RunDirLock::try_acquire(run_dir, "yocotron train", &holder, &warning);
+      if (!warning.empty()) log::warn(warning);
+      if (!lock) verdict = "in use:" + holder;
+    } catch (const std::exception& e) {
+      verdict = std::string("error:") + e.what();
+    }
+  }
+  verdict = broadcast_from_rank0(verdict);
+  if (starts_with(verdict, "in use:"))
+    throw JobError(cat(run_dir, ": in use by another trainer (", verdict.substr(7), ", as ", (fs::path(run_dir) / ".lock").string(),
+                       " says); wait for it to end, or train into another --run-dir"),
+                   false);
+  if (starts_with(verdict, "error:")) throw JobError(verdict.substr(6), false, 1);
+  return lock;
+}
+
+// The newest checkpoint under `ckpt_root` that verifies, warning about each newer one that does not.
+std::optional<std::string> newest_verified_checkpoint(const std::string& ckpt_root) {
+  std::vector<std::string> skipped;
+  auto dir = newest_valid_checkpoint(ckpt_root, &skipped);
+  for (const auto& s : skipped) log::warn("skipping checkpoint: ", s);
+  if (!dir && !skipped.empty()) throw std::runtime_error(cat("no checkpoint in ", ckpt_root, " verifies (see the warnings above)"));
+  return dir;
+}
+
 // Rank 0 decides where to resume from and tells the others ("" = fresh); a refusal reaches all.
 std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std::string& run_dir, int world_rank) {
   std::string decision;
   if (world_rank == 0) {
     try {
       std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
+      const fs::path given(opts.resume);
       if (opts.resume == "none") {
         auto existing = list_checkpoints(ckpt_root);
         if (!existing.empty())
@@ -421,12 +565,14 @@ std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std:
                                        "): resume with --resume auto, or train into another --run-dir"));
         decision = "ok:";
       } else if (opts.resume == "auto") {
-        std::vector<std::string> skipped;
-        auto dir = newest_valid_checkpoint(ckpt_root, &skipped);
-        for (const auto& s : skipped) log::warn("skipping checkpoint: ", s);
-        if (!dir && !skipped.empty())
-          throw std::runtime_error(cat("no checkpoint in ", ckpt_root, " verifies (see the warnings above)"));
-        decision = "ok:" + dir.value_or("");
+        decision = "ok:" + newest_verified_checkpoint(ckpt_root).value_or("");
+      } else if (!fs::exists(given)) {
+        throw std::runtime_error(cat("--resume ", opts.resume, ": no such checkpoint or run directory"));
+      } else if (!fs::exists(given / "manifest.json") && fs::is_directory(given / "checkpoints")) {
+        // A run directory (as export-hf and model.init_from accept): its newest checkpoint that verifies.
+        auto dir = newest_verified_checkpoint((given / "checkpoints").string());
+        if (!dir) throw std::runtime_error(cat("--resume ", opts.resume, ": a run directory without checkpoints"));
+        decision = "ok:" + *dir;
       } else {
         verify_checkpoint(opts.resume);
         decision = "ok:" + opts.resume;
@@ -435,14 +581,8 @@ std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std:
       decision = std::string("error:") + e.what();
     }
   }
-  int size = MpiEnv::get().size();
-  if (size > 1) {
-    int len = static_cast<int>(decision.size());
-    MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    decision.resize(static_cast<size_t>(len));
-    MPI_Bcast(decision.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
-  }
-  if (starts_with(decision, "error:")) throw std::runtime_error(decision.substr(6));
+  decision = broadcast_from_rank0(decision);
+  if (starts_with(decision, "error:")) throw JobError(decision.substr(6), false, 1);
   std::string dir = decision.substr(3);
   if (dir.empty()) return std::nullopt;
   return load_checkpoint(dir, /*verify=*/false);  // rank 0 verified it
@@ -454,7 +594,20 @@ int train(const RunOptions& opts) {
   const int rank = MpiEnv::get().rank();
   log::init(rank);
   log::set_level(log::parse_level(cfg.log.level));
+  install_stop_handlers();  // a signal from here on ends the run through its checkpoint (docs/training.md)
+  // Every rank runs the same binary on the same recipe into the same run directory (docs/distributed.md).
+  AgreementItems same = config_agreement_items(cfg, cat("LibTorch ", TORCH_VERSION));
+  same.emplace_back("run directory", run_dir);
+  if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
+  // Nothing is written into the run directory before its lock is held.
+  std::unique_ptr<RunDirLock> lock = lock_run_dir(run_dir, rank);
   log::add_file((fs::path(run_dir) / "logs" / cat("rank", rank, ".log")).string());
+  Datasets data = open_datasets(cfg);
+  same = {{"data.train contents", dataset_fingerprint(*data.train)}};
+  if (data.val) same.emplace_back("data.val contents", dataset_fingerprint(*data.val));
+  if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
+  const int world = MpiEnv::get().size();
+  check_datasets(cfg, data, world % cfg.parallel.tp == 0 ? world / cfg.parallel.tp : 0);
   std::optional<LoadedCheckpoint> resume = choose_resume(opts, run_dir, rank);
   if (resume) {
     Config saved = config_from_yaml(resume->state.config_yaml, {}, resume->dir + "/config.yaml");
@@ -466,24 +619,31 @@ int train(const RunOptions& opts) {
     }
     for (const auto& w : warnings) log::warn("resume from ", resume->dir, ": ", w);
   }
-  Trainer t(std::move(cfg), run_dir, std::move(resume));
+  Trainer t(std::move(cfg), run_dir, std::move(resume), std::move(data));
   return with_out_of_memory_message(t.config(), [&] { return t.oom_context(); }, [&] { return t.run(); });
 }
 
 }  // namespace
 
 int run_training(const RunOptions& opts) {
-  if (MpiEnv::get().size() == 1) return train(opts);
+  const bool several = MpiEnv::get().size() > 1;
   // Several ranks: a failure on one must not leave the others waiting in a collective.
   try {
     int rc = train(opts);
     Watchdog::get().stop();
     return rc;
+  } catch (const JobError& e) {  // every rank is here: end together, cleanly
+    Watchdog::get().stop();
+    const bool print = e.every_rank() || MpiEnv::get().rank() == 0;
+    log::flush();
+    return fail_together(e.what(), print, e.code());
   } catch (const ConfigError& e) {
+    if (!several) throw;
     for (const auto& p : e.problems()) log::error(p);
     log::flush();
     MPI_Abort(MPI_COMM_WORLD, 2);
   } catch (const std::exception& e) {
+    if (!several) throw;
     log::error(error_text(e));
     log::flush();
     MPI_Abort(MPI_COMM_WORLD, 1);
