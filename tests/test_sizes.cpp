@@ -257,12 +257,15 @@ TEST_CASE("memory plan: the refusal names the figures and the keys to change", "
 TEST_CASE("absurd sizes: train, bench and inspect exit 2 at once with one line naming the keys", "[sizes]") {
   auto dir = test::temp_dir("sizes");
   const std::string recipe = "recipes/tiny/transformer.yaml";
+  // Real data, so that train gets past opening it (before the model is planned) on a fresh clone.
+  const std::string data = " --set data.train=" + test::make_dataset(dir / "data_train", "train", {test::markov_tokens(5000, 2048, 1)}, 2048) +
+                           " --set data.val=" + test::make_dataset(dir / "data_val", "val", {test::markov_tokens(1000, 2048, 2)}, 2048);
   for (const std::string set : {"model.d_model=1000000 --set model.n_heads=4", "model.n_layers=1000000",
                                 "model.vocab_size=1000000000"}) {
     const std::string key = split(set, '=')[0];
     for (const std::string& cmd : {"train --run-dir " + (dir / "run").string(), std::string("bench --steps 1 --warmup 0")}) {
       auto t0 = std::chrono::steady_clock::now();
-      auto r = test::run_yocotron(cmd + " --config " + recipe + " --set train.device=cpu --set " + set);
+      auto r = test::run_yocotron(cmd + " --config " + recipe + data + " --set train.device=cpu --set " + set);
       INFO(cmd << " --set " << set << "\n" << r.err);
       CHECK(r.exit_code == 2);
       CHECK_THAT(r.err, ContainsSubstring("error: this run needs at least "));

@@ -62,8 +62,14 @@ int64_t cuda_free_bytes(int cuda_device) {
     c10::cuda::CUDAGuard guard(index);
     size_t free = 0, total = 0;
     if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-    const int64_t cached = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
+    // Blocks the caching allocator holds but does not use are free to this process too. Before the
+    // first CUDA allocation the allocator has no state for the device (and says so by throwing).
+    int64_t cached = 0;
+    try {
+      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+      cached = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
+    } catch (const c10::Error&) {
+    }
     return static_cast<int64_t>(free) + (cached > 0 ? cached : 0);
   }
 #endif
