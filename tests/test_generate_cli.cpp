@@ -192,14 +192,14 @@ TEST_CASE("generate: bad input is one line and exit status 2", "[generate_cli]")
   for (int i = 0; i < 40; ++i) long_prompt += "the river and the mountain ";
   check_bad_input(generate_cli(run, "--prompt '" + long_prompt + "'"), "leaves no room to generate within model.max_seq_len=48");
   check_bad_input(generate_cli(run, p + " --max-new-tokens 46"), "plus --max-new-tokens 46 exceeds model.max_seq_len=48");
-  check_bad_input(generate_cli(run, p + " --max-new-tokens 0"), "--max-new-tokens must be >= 1, found 0");
-  check_bad_input(generate_cli(run, p + " --max-new-tokens many"), "--max-new-tokens expects an integer, found 'many'");
-  check_bad_input(generate_cli(run, p + " --temperature -1"), "--temperature must be >= 0, found -1");
-  check_bad_input(generate_cli(run, p + " --top-p 1.5"), "--top-p must be between 0 and 1, found 1.5");
+  check_bad_input(generate_cli(run, p + " --max-new-tokens 0"), "--max-new-tokens 0: out of range; expected an integer >= 1");
+  check_bad_input(generate_cli(run, p + " --max-new-tokens many"), "--max-new-tokens many: not an integer; expected an integer >= 1");
+  check_bad_input(generate_cli(run, p + " --temperature -1"), "--temperature -1: out of range; expected a number in [0, 1000000]");
+  check_bad_input(generate_cli(run, p + " --top-p 1.5"), "--top-p 1.5: out of range; expected a number in [0, 1]");
   check_bad_input(generate_cli(run, p + " --top-p 0"), "--top-p must be > 0, found 0");
-  check_bad_input(generate_cli(run, p + " --top-k -3"), "--top-k must be >= 0, found -3");
-  check_bad_input(generate_cli(run, p + " --batch 0"), "--batch must be between 1 and 4096, found 0");
-  check_bad_input(generate_cli(run, p + " --seed -2"), "--seed must be >= 0, found -2");
+  check_bad_input(generate_cli(run, p + " --top-k -3"), "--top-k -3: out of range; expected an integer >= 0");
+  check_bad_input(generate_cli(run, p + " --batch 0"), "--batch 0: out of range; expected an integer in [1, 4096]");
+  check_bad_input(generate_cli(run, p + " --seed -2"), "--seed -2: out of range; expected an integer >= 0");
   check_bad_input(test::run_yocotron("generate " + run + " " + p + " --device tpu"), "--device must be cpu or cuda, found 'tpu'");
   check_bad_input(generate_cli(run, p + " --tokenizer " + (t.dir / "none.model").string()),
                   "--tokenizer " + (t.dir / "none.model").string() + ": no such file");

@@ -140,8 +140,9 @@ TEST_CASE("inspect --kv-weights: YOCO++'s effective weights are s times the chec
   REQUIRE(p != std::string::npos);
   CHECK(count(chart.substr(p, chart.find('"', p + 8) - p), ",") == 2);
   auto r = test::run_shell("tests/svg/render_svg.sh '" + svg.string() + "' '" + (R.dir / "yocopp.png").string() + "'");
-  INFO(r.err << "\n(Chromium comes with launch/setup.sh)");
-  CHECK(r.exit_code == 0);
+  INFO(r.err << "\n(rsvg-convert comes with launch/setup.sh)");
+  if (r.exit_code == 3) WARN("skipped the render check: " << r.err);  // the tool is absent (GPU nodes)
+  else CHECK(r.exit_code == 0);
 }
 
 TEST_CASE("inspect --kv-weights: FusedKV vectors' mean, min and max; ResFormer's λ learned or fixed", "[kv_weights]") {
@@ -235,7 +236,8 @@ TEST_CASE("compare --kv-weights: a chart per weight with a line per run, and the
   CHECK(count(test::read_file(out / "kv_weights_k_from_layer_2.svg"), "<polyline") == 1);  // fusedkv's middle layer
   auto png = test::run_shell("tests/svg/render_svg.sh '" + (out / "kv_weights_v_from_layer_1.svg").string() + "' '" +
                              (out / "v1.png").string() + "'");
-  CHECK(png.exit_code == 0);
+  if (png.exit_code == 3) WARN("skipped the render check: " << png.err);
+  else CHECK(png.exit_code == 0);
 
   // The csv: a row per run, layer and term, with the same numbers as inspect.
   std::istringstream csv(test::read_file(out / "kv_weights.csv"));
