@@ -194,7 +194,7 @@ TEST_CASE("generate: bad input is one line and exit status 2", "[generate_cli]")
   check_bad_input(generate_cli(run, p + " --max-new-tokens 46"), "plus --max-new-tokens 46 exceeds model.max_seq_len=48");
   check_bad_input(generate_cli(run, p + " --max-new-tokens 0"), "--max-new-tokens 0: out of range; expected an integer >= 1");
   check_bad_input(generate_cli(run, p + " --max-new-tokens many"), "--max-new-tokens many: not an integer; expected an integer >= 1");
-  check_bad_input(generate_cli(run, p + " --temperature -1"), "--temperature -1: out of range; expected a number in [0, 1000000]");
+  check_bad_input(generate_cli(run, p + " --temperature -1"), "--temperature -1: out of range; expected a number in [0, 100]");
   check_bad_input(generate_cli(run, p + " --top-p 1.5"), "--top-p 1.5: out of range; expected a number in [0, 1]");
   check_bad_input(generate_cli(run, p + " --top-p 0"), "--top-p must be > 0, found 0");
   check_bad_input(generate_cli(run, p + " --top-k -3"), "--top-k -3: out of range; expected an integer >= 0");

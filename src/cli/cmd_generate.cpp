@@ -88,7 +88,7 @@ int run_generate(const Args& args) {
       .option("--prompt", "TEXT", "the text to continue")
       .option("--prompt-file", "FILE", "one prompt per line, all generated as one batch")
       .integer("--max-new-tokens", "N", "tokens to generate per sequence (default 64, or what fits in model.max_seq_len)", 1)
-      .number("--temperature", "T", "0: greedy; else sample from softmax(logits / T) (default 1)", 0.0, 1e6)
+      .number("--temperature", "T", "0: greedy; else sample from softmax(logits / T) (default 1)", 0.0, 100.0)
       .integer("--top-k", "K", "sample among the K most likely tokens only (default 0: all)", 0)
       .number("--top-p", "P", "sample among the most likely tokens whose mass reaches P only (default 1: all)", 0.0, 1.0)
       .integer("--seed", "S", "sampling seed (default 0): the same seed gives the same text", 0)
