@@ -12,7 +12,7 @@
 
 namespace kn = yt::kernels;
 
-TEST_CASE("Fused kernels: stubs throw without CUDA kernels; CPU tensors are refused with them", "[model]") {
+TEST_CASE("Fused kernels: a build without CUDA kernels refuses calls to them; CPU tensors are refused too", "[model]") {
   auto x = at::randn({4, 8}), w = at::ones({8}), rstd = at::ones({4});
   auto q = at::randn({1, 3, 2, 8}), cos = at::ones({4, 8}), sin = at::zeros({4, 8});
   auto targets = at::zeros({4}, at::kLong), a = at::zeros({4}), b = at::zeros({4}), c = at::zeros({4});

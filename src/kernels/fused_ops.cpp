@@ -1,7 +1,8 @@
 // ATen side of the fused CUDA kernels (src/kernels/*.cu): checks tensors, allocates outputs, takes the
 // current stream and calls the launchers; then the autograd Functions built on them. Compiled in every
-// build: without YOCOTRON_WITH_CUDA the raw functions are stubs that throw, and the autograd versions
-// (plain LibTorch code) throw through them.
+// build: without YOCOTRON_WITH_CUDA there are no kernels to call, kernels::available() is false and
+// the decoder takes its plain-op path; a direct call of a raw function then throws (so do the autograd
+// versions, through it) instead of computing anything.
 #include "yocotron/fused_ops.h"
 
 #include <torch/autograd.h>
