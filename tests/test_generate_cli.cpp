@@ -200,7 +200,7 @@ TEST_CASE("generate: bad input is one line and exit status 2", "[generate_cli]")
   check_bad_input(generate_cli(run, p + " --top-k -3"), "--top-k -3: out of range; expected an integer >= 0");
   check_bad_input(generate_cli(run, p + " --batch 0"), "--batch 0: out of range; expected an integer in [1, 4096]");
   check_bad_input(generate_cli(run, p + " --seed -2"), "--seed -2: out of range; expected an integer >= 0");
-  check_bad_input(test::run_yocotron("generate " + run + " " + p + " --device tpu"), "--device must be cpu or cuda, found 'tpu'");
+  check_bad_input(test::run_yocotron("generate " + run + " " + p + " --device tpu"), "--device must be cpu, cuda or auto, found 'tpu'");
   check_bad_input(generate_cli(run, p + " --tokenizer " + (t.dir / "none.model").string()),
                   "--tokenizer " + (t.dir / "none.model").string() + ": no such file");
   test::write_file(t.dir / "bogus.model", "not a model");

@@ -10,6 +10,7 @@
 #include "dataset_fixture.h"
 #include "helpers.h"
 #include "yocotron/config.h"
+#include "yocotron/decode_graph.h"
 #include "yocotron/decoder.h"
 #include "yocotron/generation.h"
 #include "yocotron/kv_cache.h"
@@ -172,6 +173,38 @@ TEST_CASE("prompts of different lengths in one batch get the tokens each gets al
     CHECK(max_diff(lp[0].narrow(0, 5, 3), la[0]) <= 1e-5);
     auto next = at::tensor(std::vector<int64_t>{9, 9}, at::kLong).view({2, 1});
     CHECK(max_diff(d->forward_cached(next, padded)[0], d->forward_cached(next.narrow(0, 0, 1), alone)[0]) <= 1e-5);
+  }
+}
+
+TEST_CASE("a decode step addressed from the device (the CUDA-graph step) equals forward_cached, padded batches too", "[generate]") {
+  for (const auto& arch : architecture_names()) {
+    INFO(arch);
+    ModelConfig m = gen_config(arch);
+    Decoder d = trained_model(m);
+    torch::NoGradGuard g;
+    // Two copies of one padded prompt batch: one decoded the usual way, one slot-addressed over the
+    // whole capacity under a mask (slots past the length hold zeros, as a fresh cache does).
+    KvCache usual = cache_for(d, 2, 16, {3, 0}), at_slot = cache_for(d, 2, 16, {3, 0});
+    auto prompt = at::tensor(std::vector<int64_t>{0, 0, 0, 4, 8, 30, 2, 11, 4, 8}, at::kLong).view({2, 5});
+    d->forward_cached(prompt, usual);
+    d->forward_cached(prompt, at_slot);
+    auto tokens = random_tokens(m, 2, 8, 77);
+    for (int64_t i = 0; i < 8; ++i) {
+      auto next = tokens.narrow(1, i, 1);
+      auto slot = at::full({1}, at_slot.length(), at::kLong);
+      auto expected = d->forward_cached(next, usual);
+      auto got = d->forward_decode_at(next, at_slot, slot);
+      at_slot.advance(1);
+      CHECK(max_diff(got, expected) <= 1e-5);
+    }
+    // The stepper is that step (on the CPU it runs forward_cached; on a GPU test_gpu.cpp replays it).
+    KvCache stepped = cache_for(d, 2, 16, {3, 0});
+    d->forward_cached(prompt, stepped);
+    DecodeStepper stepper(d, stepped, /*use_graph=*/true);
+    CHECK_FALSE(stepper.uses_graph());  // no graphs on the CPU
+    CHECK(max_diff(stepper.step(tokens.narrow(1, 0, 1)), d->forward_decode_at(tokens.narrow(1, 0, 1), at_slot,
+                                                                              at::full({1}, 5, at::kLong))) <= 1e-5);
+    CHECK(stepped.length() == 6);
   }
 }
 

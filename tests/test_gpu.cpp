@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "catch.hpp"
+#include "yocotron/decode_graph.h"
 #include "yocotron/decoder.h"
 #include "yocotron/fused_ops.h"
 #include "yocotron/kv_cache.h"
@@ -214,6 +215,37 @@ TEST_CASE("cached inference on the GPU equals the full forward (fused kernels, e
       auto batch = tokens.narrow(0, 0, 2).narrow(1, 0, 60);
       auto lp = model->forward_cached(batch, padded, true);
       CHECK(rel(lp[1].narrow(0, 20, 40), plain->forward(tokens.narrow(0, 1, 1).narrow(1, 20, 40))[0].to(at::kFloat)) <= tol);
+    }
+  }
+}
+
+TEST_CASE("decode steps replayed from a CUDA graph equal forward_cached at every step (every architecture)", "[gpu]") {
+  REQUIRE(torch::cuda::is_available());
+  torch::NoGradGuard no_grad;
+  for (const auto& arch : architecture_names()) {
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      INFO(arch << " " << c10::toString(dtype));
+      ModelConfig m = gpu_model(arch);
+      m.fused_kernels = true;
+      Decoder model(m);
+      model->init_weights(3);
+      model->to_inference(at::kCUDA, dtype);
+      auto tokens = at::randint(0, m.vocab_size, {3, 60}, at::kLong).cuda();
+      const auto opts = tokens.options().dtype(dtype);
+      // A left-padded batch, so that positions and masks differ per sequence inside the graph.
+      KvCache eager(model->plan(), m.head_dim(), 1, 3, 80, opts, {0, 4, 9}), graphed(model->plan(), m.head_dim(), 1, 3, 80, opts, {0, 4, 9});
+      model->forward_cached(tokens.narrow(1, 0, 20), eager);
+      model->forward_cached(tokens.narrow(1, 0, 20), graphed);
+      DecodeStepper stepper(model, graphed, /*use_graph=*/true);
+      REQUIRE(stepper.uses_graph());
+      const double tol = dtype == at::kFloat ? 1e-4 : 2e-2;
+      for (int64_t t = 20; t < 60; ++t) {  // steps 1-2 eager, 3 captured, then replays
+        auto next = tokens.narrow(1, t, 1);
+        at::Tensor want = model->forward_cached(next, eager).to(at::kFloat);
+        at::Tensor got = stepper.step(next).to(at::kFloat);
+        CHECK(((got - want).norm() / want.norm()).item<double>() <= tol);
+      }
+      CHECK(graphed.length() == 60);
     }
   }
 }

@@ -205,7 +205,7 @@ TEST_CASE("out of memory: one line naming phase, step, micro-batch and what to t
   // bench says the same, with its own step count.
   auto bench = test::run_shell("ulimit -v 8388608 && '" + test::yocotron_bin() + "' bench --config " + r +
                                " --set model.max_seq_len=4096 --set data.seq_len=4096 --set train.micro_batch=32"
-                               " --set train.global_batch=32 --warmup 1 --steps 1");
+                               " --set train.global_batch=32 --set model.attention=math --warmup 1 --steps 1");
   INFO(bench.err);
   CHECK(bench.exit_code == 1);
   CHECK_THAT(bench.err, ContainsSubstring("error: out of memory on cpu in the forward pass of step 1 (micro-batch 32 x 4096 tokens)"));

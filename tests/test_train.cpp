@@ -402,6 +402,7 @@ TEST_CASE("launch/slurm.sbatch: SIGTERM to the batch shell checkpoints through m
     CHECK_THAT(batch.out(), ContainsSubstring("requeueing job 4242"));
   }
   CHECK(test::read_file(f.dir / "scontrol.calls") == "requeue 4242\n");
+  CHECK_FALSE(fs::exists(run / "STOP"));  // the script's stop file was served and removed
   REQUIRE(fs::exists(run / "checkpoints" / "latest"));
   // The requeued job: the same script resumes and finishes, and does not requeue again.
   auto again = test::run_shell(job + "bash " + test::source_dir() + "/launch/slurm.sbatch");

@@ -30,6 +30,8 @@ struct CachedStep {
   at::Tensor cos, sin;          // padded batch: RoPE of each new token [B, T, 1, D] (else undefined)
   bool causal = false;          // the new tokens are the whole cache (a fresh unpadded prefill)
   at::Tensor mask;              // otherwise: [B or 1, 1, T, slots] true where a query may attend; undefined: all
+  at::Tensor slot;              // device-indexed decode: the new token's slot [1] (int64, on the device);
+                                // K/V are read over the whole capacity under `mask`
   std::vector<at::Tensor> new_k, new_v;    // per layer: the new tokens' final K/V [B, H_kv, T, D]
   std::vector<at::Tensor> full_k, full_v;  // per layer: K/V over every slot [B, H_kv, slots, D]
 };
@@ -143,6 +145,12 @@ class DecoderImpl : public torch::nn::Module {
   // [B, T, vocab]), over the whole vocabulary under TP. early_exit: the layers from
   // early_exit_layer() on run for the last position only — exact, since they store no K/V.
   at::Tensor forward_cached(const at::Tensor& tokens, KvCache& cache, bool all_logits = false, bool early_exit = false);
+  // One decode step whose every address and position is read from the device: tokens [B, 1] go to
+  // the slot held in `slot` ([1] int64 on the cache's device; normally cache.length()), attention runs
+  // over the whole capacity under a mask. Same logits as forward_cached(tokens, cache); the kernels do
+  // not depend on the length, so a CUDA graph of it replays at any length (decode_graph.h). Does not
+  // advance the cache. Returns [B, vocab].
+  at::Tensor forward_decode_at(const at::Tensor& tokens, KvCache& cache, const at::Tensor& slot);
   // Moves the model to `device` with its weights in `dtype` for inference; the RoPE tables stay fp32
   // (as in training, where only the optimizer's compute copy is bf16).
   void to_inference(const at::Device& device, at::ScalarType dtype);
@@ -187,6 +195,8 @@ class DecoderImpl : public torch::nn::Module {
   std::pair<at::Tensor, at::Tensor> recomputed_block(size_t i, const at::Tensor& residual, const at::Tensor& delta,
                                                      std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v,
                                                      const BlockOpOptions& opt);
+  // The layers, final norm and head of one cached forward call set up in `step` (decode.cpp).
+  at::Tensor run_cached_layers(const at::Tensor& tokens, CachedStep& step, bool all_logits, bool early_exit);
   ModelConfig cfg_;
   KvPlan plan_;
   TpContext tp_;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "yocotron/decode_graph.h"
 #include "yocotron/decoder.h"
 
 namespace yt {
@@ -29,6 +30,7 @@ struct GenerationOptions {
   uint64_t seed = 0;
   int64_t eos_id = -1;      // a sequence stops after emitting it; -1: every sequence runs max_new_tokens
   bool early_exit = true;   // layers that store no K/V see only the last prompt token in prefill
+  DecodeGraphs graphs = DecodeGraphs::Auto;  // decode steps replayed from a CUDA graph (decode_graph.h)
 };
 
 struct GenerationResult {
@@ -37,6 +39,7 @@ struct GenerationResult {
   double decode_ms = 0;        // every later step
   int64_t decode_tokens = 0;   // tokens chosen after the first ones, summed over running sequences
   int64_t kv_cache_bytes = 0;  // allocated for the whole batch
+  bool cuda_graphs = false;    // the decode steps were replayed from a CUDA graph
   double decode_tokens_per_s() const { return decode_ms > 0 ? decode_tokens / (decode_ms / 1000.0) : 0.0; }
 };
 

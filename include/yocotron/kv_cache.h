@@ -2,7 +2,9 @@
 // owns a buffer [B, H_cached / tp, capacity, D]; a layer that reuses or derives its keys and values
 // from other layers (YOCO's top half, FusedKV, SkipV1Former's borrowed heads) stores nothing. So
 // the bytes allocated per token are the plan's kv_cache_bytes_per_token. The sequences of a batch
-// are left-padded to one length: sequence b's first pad[b] slots hold no token.
+// are left-padded to one length: sequence b's first pad[b] slots hold no token. Buffers start at
+// zero: a masked slot is read (with weight 0) by a decode step over the whole capacity, and 0 * NaN
+// from uninitialised memory would poison it.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -35,6 +37,10 @@ class KvCache {
   // once every layer has written.
   void write_k(int layer, const at::Tensor& k) { k_[layer].narrow(2, length_, k.size(2)).copy_(k); }
   void write_v(int layer, const at::Tensor& v) { v_[layer].narrow(2, length_, v.size(2)).copy_(v); }
+  // The same for one token at a slot held on the device ([1] int64), so that the host does not
+  // choose the address (a CUDA graph replays the same kernels at every length).
+  void write_k_at(int layer, const at::Tensor& k, const at::Tensor& slot) { k_[layer].index_copy_(2, slot, k); }
+  void write_v_at(int layer, const at::Tensor& v, const at::Tensor& slot) { v_[layer].index_copy_(2, slot, v); }
   void advance(int64_t tokens);
   // Benchmarks only: pretend `n` slots are filled (their contents are whatever the buffers hold),
   // to time a decode step at any cache length without decoding up to it.

@@ -26,9 +26,8 @@ struct InferenceSetup {
   Decoder model{nullptr};
 
   InferenceSetup(Config& cfg, int64_t positions) {
-    const bool gpu = cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda_device_count() > 0);
-    if (gpu && cuda_device_count() == 0) throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
-    cuda = gpu ? MpiEnv::get().local_rank() : -1;
+    cuda = choose_cuda_device(cfg.train.device, "train.device", MpiEnv::get().local_rank());
+    const bool gpu = cuda >= 0;
     device = gpu ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
     set_current_cuda_device(cuda);
     dtype = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
@@ -170,22 +169,26 @@ nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o) {
     timer.start();
     at::Tensor next = s.model->forward_cached(prompt, cache, false, true).argmax(-1);
     const double prefill_ms = timer.stop_ms();
+    const bool graphs = o.graphs == DecodeGraphs::On || (o.graphs == DecodeGraphs::Auto && decode_graphs_pay(s.model, cache));
+    DecodeStepper stepper(s.model, cache, graphs);
+    auto decode_step = [&] { next = stepper.step(next.view({batch, 1})).argmax(-1); };
     double decode_ms = 0;
     std::string method = "every step";
     if (o.sample_steps < 2 || n - 1 < o.sample_steps) {
       timer.start();
-      for (int64_t i = 1; i < n; ++i) next = s.model->forward_cached(next.view({batch, 1}), cache).argmax(-1);
+      for (int64_t i = 1; i < n; ++i) decode_step();
       decode_ms = timer.stop_ms();
     } else {
       // Step time depends on the cache length alone: time 4 steps at K lengths spread over
       // [P, P + n - 2] and integrate linearly over the n - 1 steps of the run.
       const int64_t K = o.sample_steps, reps = 4;
+      for (int i = 0; i < 3; ++i) decode_step();  // a CUDA graph is captured at the third step: not timed here
       std::vector<double> at_len, ms_per_step;
       for (int64_t k = 0; k < K; ++k) {
         int64_t len = P + (n - 1 - reps) * k / (K - 1);
         cache.set_length_for_timing(len);
         timer.start();
-        for (int64_t r = 0; r < reps; ++r) next = s.model->forward_cached(next.view({batch, 1}), cache).argmax(-1);
+        for (int64_t r = 0; r < reps; ++r) decode_step();
         at_len.push_back(static_cast<double>(len) + (reps - 1) / 2.0);
         ms_per_step.push_back(timer.stop_ms() / reps);
       }
@@ -204,6 +207,7 @@ nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o) {
            {"tokens_per_s", static_cast<double>(batch * n) / (total_ms / 1000.0)},
            {"kv_cache_bytes", cache.bytes()},
            {"timing", method},
+           {"cuda_graphs", stepper.uses_graph()},
            {"peak_mem_gb", peak_memory_gb(s.cuda)}};
   };
   nlohmann::json j = s.header(cfg, "decode");

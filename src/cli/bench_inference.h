@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "yocotron/config.h"
+#include "yocotron/decode_graph.h"
 
 namespace yt::cli {
 
@@ -23,6 +24,7 @@ struct InferenceBenchOptions {
   int64_t sample_steps = 0;      // decode: 0 = time every step; K >= 2 = time steps at K cache lengths
                                  //   spread over the run and integrate (an estimate; reported as such)
   int64_t repeats = 3;           // prefill: timed runs per point (the median is reported)
+  DecodeGraphs graphs = DecodeGraphs::Auto;  // decode: steps replayed from a CUDA graph
 };
 
 nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o);

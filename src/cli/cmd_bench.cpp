@@ -97,6 +97,11 @@ InferenceBenchOptions inference_options(const ArgParser& p, const std::string& p
   o.sample_steps = p.get_integer("--sample-steps", 0);
   o.repeats = p.get_integer("--repeats", o.repeats);
   if (o.sample_steps == 1) throw UsageError("--sample-steps must be 0 (every step) or >= 2");
+  try {
+    o.graphs = parse_decode_graphs(p.get("--cuda-graphs", "auto"), "--cuda-graphs");
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   return o;
 }
 
@@ -106,9 +111,8 @@ struct ProfileRequest {
 };
 
 nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, const ProfileRequest& profile, OomContext& where) {
-  const bool gpu = cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda_device_count() > 0);
-  if (gpu && cuda_device_count() == 0) throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
-  const int cuda = gpu ? MpiEnv::get().local_rank() : -1;
+  const int cuda = choose_cuda_device(cfg.train.device, "train.device", MpiEnv::get().local_rank());
+  const bool gpu = cuda >= 0;
   at::Device device = gpu ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
   set_current_cuda_device(cuda);
   at::ScalarType compute = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
@@ -218,7 +222,9 @@ int run_bench(const Args& args) {
       .integer("--sample-steps", "K",
                "decode: time steps at K >= 2 cache lengths and integrate, instead of timing every step (default 0: every step)",
                0, 1 << 20)
-      .integer("--repeats", "N", "prefill: timed runs per point, the median reported (default 3)", 1, 1000);
+      .integer("--repeats", "N", "prefill: timed runs per point, the median reported (default 3)", 1, 1000)
+      .option("--cuda-graphs", "auto|on|off",
+              "decode: replay steps from a CUDA graph (default auto: while the cache is smaller than the weights)");
   if (!p.parse(args)) return 0;
   if (!p.has("--config")) throw UsageError("missing --config RECIPE");
   Config cfg = load_config(p.get("--config"), p.all("--set"));

@@ -94,7 +94,9 @@ int run_generate(const Args& args) {
       .integer("--seed", "S", "sampling seed (default 0): the same seed gives the same text", 0)
       .integer("--batch", "B", "generate B samples of each prompt (default 1)", 1, 4096)
       .option("--tokenizer", "FILE.model", "use this SentencePiece model instead of the one found with the model")
-      .option("--device", "cpu|cuda", "where to run (default: cuda in bf16 when a GPU is visible, else cpu in fp32)")
+      .option("--device", "cpu|cuda|auto", "where to run (default auto: cuda in bf16 when a GPU is visible, else cpu in fp32)")
+      .option("--cuda-graphs", "auto|on|off",
+              "replay decode steps from a CUDA graph (default auto: while the cache is smaller than the weights)")
       .flag("--bos", "start every prompt with BOS (for a model trained on `yocotron tokenize --bos` data)")
       .flag("--json", "print one JSON object (prompt_ids, output_ids, text, timings) instead of the text")
       .flag("--no-early-exit", "run every layer over the whole prompt (YOCO-family prefill skips the top half)");
@@ -109,12 +111,16 @@ int run_generate(const Args& args) {
   if (go.sampling.top_p <= 0) throw UsageError("--top-p must be > 0, found " + p.get("--top-p"));
   go.seed = static_cast<uint64_t>(p.get_integer("--seed", 0));
   go.early_exit = !p.has("--no-early-exit");
+  try {
+    go.graphs = parse_decode_graphs(p.get("--cuda-graphs", "auto"), "--cuda-graphs");
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   const int64_t samples = p.get_integer("--batch", 1);
-  const std::string device_name_arg = p.get("--device", cuda_device_count() > 0 ? "cuda" : "cpu");
-  if (device_name_arg != "cpu" && device_name_arg != "cuda")
-    throw UsageError("--device must be cpu or cuda, found '" + device_name_arg + "'");
-  const bool gpu = device_name_arg == "cuda";
-  if (gpu && cuda_device_count() == 0) throw std::runtime_error("--device cuda but no GPU is visible (or LibTorch has no CUDA)");
+  const std::string device_name_arg = p.get("--device", "auto");
+  if (device_name_arg != "cpu" && device_name_arg != "cuda" && device_name_arg != "auto")
+    throw UsageError("--device must be cpu, cuda or auto, found '" + device_name_arg + "'");
+  const bool gpu = choose_cuda_device(device_name_arg, "--device", 0) >= 0;
   const bool json_out = p.has("--json");
   const bool batch_mode = p.has("--prompt-file") || p.has("--batch");  // JSON fields are arrays then
   std::vector<std::string> prompt_texts = read_prompts(p);
@@ -196,6 +202,7 @@ int run_generate(const Args& args) {
     out["text"] = field([&](size_t b) { return json(text[b]); });
     out["prefill_ms"] = r.prefill_ms;
     out["decode_tokens_per_s"] = r.decode_tokens_per_s();
+    out["cuda_graphs"] = r.cuda_graphs;
     out["kv_cache_bytes"] = r.kv_cache_bytes;
     out["device"] = device.str();
     out["dtype"] = gpu ? "bf16" : "fp32";

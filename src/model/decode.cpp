@@ -51,9 +51,11 @@ at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected
     if (stores) {
       // A spliced layer stores only its own heads; the borrowed ones stay in their layer's cache.
       const at::Tensor& stored = src.kind == KvCombine::HeadSplice ? own : fresh;
-      if (is_k) cache.write_k(layer, stored);
-      else cache.write_v(layer, stored);
-      at::Tensor all = is_k ? cache.keys(layer, slots) : cache.values(layer, slots);
+      const bool at_slot = step.slot.defined();
+      if (is_k) at_slot ? cache.write_k_at(layer, stored, step.slot) : cache.write_k(layer, stored);
+      else at_slot ? cache.write_v_at(layer, stored, step.slot) : cache.write_v(layer, stored);
+      const int64_t n = at_slot ? cache.capacity() : slots;
+      at::Tensor all = is_k ? cache.keys(layer, n) : cache.values(layer, n);
       full = src.kind == KvCombine::HeadSplice ? combine_kv(src, all, fulls, mix, fused) : all;
     } else {
       full = combine_kv(src, at::Tensor(), fulls, mix, fused);
@@ -129,6 +131,30 @@ at::Tensor DecoderImpl::forward_cached(const at::Tensor& tokens, KvCache& cache,
     step.mask = (at::arange(slots, q.options()).view({1, slots}) <= q).view({1, 1, T, slots});
   }
 
+  return run_cached_layers(tokens, step, all_logits, early_exit);
+}
+
+at::Tensor DecoderImpl::forward_decode_at(const at::Tensor& tokens, KvCache& cache, const at::Tensor& slot) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == cache.batch() && tokens.size(1) == 1,
+              "forward_decode_at: tokens must be [", cache.batch(), ", 1]");
+  const int64_t B = cache.batch(), S = cache.capacity();
+  CachedStep step;
+  step.cache = &cache;
+  step.new_tokens = 1;
+  step.slot = slot;
+  // Sequence b's slot s holds position s - pad[b]; it sees slots [pad[b], s].
+  at::Tensor pos = (slot.view({1, 1}) - cache.pad_tensor().view({B, 1})).clamp_min(0);  // [B, 1]
+  step.cos = rope_cos_.index_select(0, pos.reshape({-1})).view({B, 1, 1, -1});
+  step.sin = rope_sin_.index_select(0, pos.reshape({-1})).view({B, 1, 1, -1});
+  at::Tensor key = at::arange(S, slot.options()).view({1, S});                              // [1, S]
+  step.mask = ((key <= slot.view({1, 1})) & (key >= cache.pad_tensor().view({B, 1}))).view({B, 1, 1, S});
+  return run_cached_layers(tokens, step, false, false);
+}
+
+at::Tensor DecoderImpl::run_cached_layers(const at::Tensor& tokens, CachedStep& step, bool all_logits, bool early_exit) {
+  KvCache& cache = *step.cache;
+  const int64_t T = tokens.size(1);
   BlockOpOptions opt;
   opt.fused = fused_;
   opt.tp = tp_.size > 1 ? tp_.comm : nullptr;
@@ -144,7 +170,7 @@ at::Tensor DecoderImpl::forward_cached(const at::Tensor& tokens, KvCache& cache,
     step.last_only = i >= exit_at && T > 1;
     std::tie(x, delta) = layers[i]->as<Block>()->forward(x, delta, {}, {}, unused_k, unused_v, opt, &step);
   }
-  cache.advance(T);
+  if (!step.slot.defined()) cache.advance(T);
   at::Tensor hidden = add_rms_norm(x, delta, norm->weight, cfg_.norm_eps, fused_).second;  // [B, T or 1, d]
   if (!all_logits) hidden = hidden.select(1, hidden.size(1) - 1);                         // [B, d]
   at::Tensor logits = lm_head(hidden);

@@ -97,10 +97,13 @@ GenerationResult generate(Decoder& model, const std::vector<std::vector<int64_t>
   r.prefill_ms = ms_since(t0);  // choosing moved the logits to the host: the device is done
   record(chosen);
 
+  const bool graphs = o.graphs == DecodeGraphs::On || (o.graphs == DecodeGraphs::Auto && decode_graphs_pay(model, cache));
+  DecodeStepper stepper(model, cache, graphs);
+  r.cuda_graphs = stepper.uses_graph();
   t0 = std::chrono::steady_clock::now();
   while (still_running > 0) {
     int64_t running_before = still_running;
-    at::Tensor logits = model->forward_cached(chosen.view({B, 1}).to(any_weight.device()), cache);
+    at::Tensor logits = stepper.step(chosen.view({B, 1}));
     chosen = choose_next_tokens(logits, o.sampling, gen);
     record(chosen);
     r.decode_tokens += running_before;

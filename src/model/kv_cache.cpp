@@ -19,7 +19,7 @@ KvCache::KvCache(const KvPlan& plan, int64_t head_dim, int tp_size, int64_t batc
   pad_tensor_ = at::tensor(pad_, at::TensorOptions().dtype(at::kLong)).to(options.device());
   for (const auto& lp : plan.layers) {
     auto buffer = [&](int heads) {
-      return heads > 0 ? at::empty({batch, heads / tp_size, capacity, head_dim}, options) : at::Tensor();
+      return heads > 0 ? at::zeros({batch, heads / tp_size, capacity, head_dim}, options) : at::Tensor();
     };
     k_.push_back(buffer(lp.cached_k_heads));
     v_.push_back(buffer(lp.cached_v_heads));

@@ -3,6 +3,10 @@
 #include <sys/resource.h>
 #include <torch/cuda.h>
 
+#include <stdexcept>
+
+#include "yocotron/str.h"
+
 #ifdef YOCOTRON_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -21,6 +25,16 @@ bool torch_has_cuda() {
 }
 
 int cuda_device_count() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+int choose_cuda_device(const std::string& want, const std::string& key, int local_rank) {
+  if (want == "cpu") return -1;
+  const int gpus = cuda_device_count();
+  if (want == "cuda" && gpus == 0) throw std::runtime_error(key + "=cuda but no GPU is visible (or LibTorch has no CUDA)");
+  if (gpus == 0) return -1;  // auto
+  if (local_rank >= gpus)
+    throw std::runtime_error(cat("local rank ", local_rank, " has no GPU: this node shows ", gpus, " (run one process per GPU)"));
+  return local_rank;
+}
 
 double peak_memory_gb(int cuda_device) {
 #ifdef YOCOTRON_WITH_CUDA

@@ -3,7 +3,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
+#include <filesystem>
+#include <system_error>
+
+#include "yocotron/log.h"
 
 #include "yocotron/str.h"
 
@@ -11,6 +16,21 @@ namespace yt {
 namespace {
 
 std::atomic<int> g_signal{0};
+
+std::string g_stop_file;  // empty: none watched
+bool g_stop_file_seen = false;
+std::chrono::steady_clock::time_point g_next_look{};
+
+bool stop_file_present() {
+  if (g_stop_file.empty()) return false;
+  if (g_stop_file_seen) return true;
+  auto now = std::chrono::steady_clock::now();
+  if (now < g_next_look) return false;
+  g_next_look = now + std::chrono::seconds(1);
+  std::error_code ec;
+  g_stop_file_seen = std::filesystem::exists(g_stop_file, ec);
+  return g_stop_file_seen;
+}
 
 extern "C" void on_stop_signal(int sig) {
   int expected = 0;
@@ -32,11 +52,31 @@ void install_stop_handlers() {
   for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
 }
 
-bool stop_requested() { return g_signal.load() != 0; }
-int stop_signal_number() { return g_signal.load(); }
+bool stop_requested() { return g_signal.load() != 0 || stop_file_present(); }
+
+std::string stop_reason() {
+  if (int sig = g_signal.load()) return cat("signal ", sig);
+  if (g_stop_file_seen) return cat("the stop file ", g_stop_file);
+  return "another rank";
+}
+
+void watch_stop_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::remove(path, ec))
+    log::warn(path, " was left by an earlier stop; removed it so that it does not stop this run");
+  g_stop_file = path;
+  g_stop_file_seen = false;
+  g_next_look = {};
+}
+
+void consume_stop_file() {
+  if (g_stop_file.empty()) return;
+  std::error_code ec;  // whichever came first, signal or file, the request is served
+  std::filesystem::remove(g_stop_file, ec);
+}
 
 void throw_if_stop_requested(const std::string& doing) {
-  if (int sig = g_signal.load()) throw Stopped(cat("stopped by signal ", sig, " while ", doing, "; nothing was written"));
+  if (stop_requested()) throw Stopped(cat("stopped by ", stop_reason(), " while ", doing, "; nothing was written"));
 }
 
 }  // namespace yt

@@ -218,14 +218,9 @@ class Trainer {
 void Trainer::setup_device_and_mesh() {
   const std::string& want = cfg_.train.device;
   const int local_rank = MpiEnv::get().local_rank();
-  const int gpus = cuda_device_count();
-  bool gpu = want == "cuda" || (want == "auto" && gpus > 0);
-  if (want == "cuda" && gpus == 0) throw std::runtime_error("train.device=cuda but no GPU is visible (or LibTorch has no CUDA)");
+  cuda_index_ = choose_cuda_device(want, "train.device", local_rank);
+  const bool gpu = cuda_index_ >= 0;
   if (gpu) {
-    if (local_rank >= gpus)
-      throw std::runtime_error(cat("local rank ", local_rank, " has no GPU: this node shows ", gpus,
-                                   " (run one process per GPU)"));
-    cuda_index_ = local_rank;
     device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index_));
     set_current_cuda_device(cuda_index_);
   }
@@ -350,13 +345,18 @@ bool Trainer::run_evaluation() {
 int Trainer::stop_on_signal() {
   finish_profile();  // the steps recorded so far
   log_point(true);
-  save();
+  // A fresh run stopped before its first step has nothing to keep: a resume starts it afresh.
+  const bool keep = step_ > 0 || eval_pending_;
+  if (keep) save();
   progress_.finish();
-  log::info("stopped by a signal at step ", step_, eval_pending_ ? ", during its evaluation" : "", " (signal ",
-            stop_signal_number(), " here): checkpoint ", checkpoint_name(step_), " holds it; exit status ", kExitStopped,
-            ", resume with --resume auto");
+  const std::string reason = stop_reason();
+  log::info("stopped by ", starts_with(reason, "signal") ? "a signal" : "request", " at step ", step_,
+            eval_pending_ ? ", during its evaluation" : "", " (", reason, " here): ",
+            keep ? cat("checkpoint ", checkpoint_name(step_), " holds it") : std::string("nothing to keep yet"),
+            "; exit status ", kExitStopped, ", resume with --resume auto");
   log::flush();
   mesh_->barrier();
+  consume_stop_file();  // served: a requeued job must not stop on it again
   return kExitStopped;
 }
 
@@ -601,6 +601,8 @@ int train(const RunOptions& opts) {
   if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
   // Nothing is written into the run directory before its lock is held.
   std::unique_ptr<RunDirLock> lock = lock_run_dir(run_dir, rank);
+  // A wrapper whose mpirun does not forward signals asks for a stop with this file (docs/training.md).
+  if (rank == 0) watch_stop_file((fs::path(run_dir) / "STOP").string());
   log::add_file((fs::path(run_dir) / "logs" / cat("rank", rank, ".log")).string());
   Datasets data = open_datasets(cfg);
   same = {{"data.train contents", dataset_fingerprint(*data.train)}};

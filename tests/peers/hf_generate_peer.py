@@ -114,14 +114,21 @@ def main():
                                        "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30})
                 torch.cuda.empty_cache()
     else:
-        def run(b, n, steps, compile=not args.no_compile):
+        # How generate compiles: HF's default (torch.compile, mode reduce-overhead = CUDA graphs), inductor
+        # without CUDA graphs, or not at all. A mode that fails on this node falls through to the next.
+        modes = ["off"] if args.no_compile else ["reduce-overhead", "default", "off"]
+        from transformers import CompileConfig
+
+        def run(b, n, steps, compile=True):
             ids = torch.randint(0, V, (b, P), device="cuda")
             try:  # transformers >= 5 sizes the batch lazily; 4.x wants it up front
                 cache = StaticCache(config=model.config, max_cache_len=P + n)
             except TypeError:
                 cache = StaticCache(config=model.config, max_batch_size=b, max_cache_len=P + n, device="cuda",
                                     dtype=torch.bfloat16)
-            kw = {} if compile else {"disable_compile": True}
+            mode = modes[0] if compile else "off"
+            kw = ({"disable_compile": True} if mode == "off"
+                  else {"compile_config": CompileConfig(fullgraph=False, dynamic=False, mode=mode)})
             with torch.no_grad():
                 model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
                                past_key_values=cache, **kw)
@@ -135,14 +142,17 @@ def main():
                 steps = n if args.sample_steps <= 0 else min(n, args.sample_steps)
                 # warm-up (and compilation); the compiled graph can hold more than the eager probe did,
                 # so the largest batch backs off by 5% until the compiled run fits
-                if not args.no_compile:
+                while modes[0] != "off":
                     try:
                         fits(lambda: run(b, n, 2))
-                    except Exception as e:  # noqa: BLE001 - report and measure the eager peer instead
-                        print(f"torch.compile failed ({type(e).__name__}); measuring without it", file=sys.stderr)
-                        args.no_compile = True
-                        out["peer"] = "hf-llama static cache (eager: torch.compile failed here)"
-                        run.__defaults__ = (False,)
+                        break
+                    except Exception as e:  # noqa: BLE001 - report it and measure the next mode instead
+                        print(f"torch.compile mode={modes[0]} failed: {type(e).__name__}: {str(e)[:300]}",
+                              file=sys.stderr)
+                        modes.pop(0)
+                        torch._dynamo.reset()
+                out["peer"] = "hf-llama static cache" + (" (eager)" if modes[0] == "off" else
+                                                         f" + torch.compile mode={modes[0]}")
                 while not fits(lambda: run(b, n, steps)):
                     if i == 0 or b <= 1:
                         raise SystemExit(f"out of memory at batch {b}")
