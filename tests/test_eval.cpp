@@ -271,3 +271,14 @@ TEST_CASE("eval: the batched prefix-sharing scorer equals one forward per reques
     CHECK(asked == 2);
   }
 }
+
+TEST_CASE("eval: train.eval_tasks in recipes", "[eval]") {
+  const std::string base = "model:\n  vocab_size: 64\ndata:\n  train: d/train\n";
+  Config c = config_from_yaml(base + "train:\n  eval_every: 5\n  eval_tasks: [hellaswag, t/cloze.jsonl]\n", {}, "r.yaml");
+  CHECK(c.train.eval_tasks == std::vector<std::string>{"hellaswag", "t/cloze.jsonl"});
+  CHECK(config_from_yaml(to_yaml(c), {}, "again.yaml").train.eval_tasks == c.train.eval_tasks);  // round trip
+  CHECK_THROWS_WITH(config_from_yaml(base + "train:\n  eval_every: 5\n  eval_tasks: hellaswag\n", {}, "r.yaml"),
+                    ContainsSubstring("train.eval_tasks"));
+  CHECK_THROWS_WITH(config_from_yaml(base + "train:\n  eval_tasks: [hellaswag]\n", {}, "r.yaml"),
+                    ContainsSubstring("train.eval_tasks needs train.eval_tasks_every (or train.eval_every) > 0"));
+}

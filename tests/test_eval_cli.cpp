@@ -216,3 +216,58 @@ TEST_CASE("eval cli: bad input is one line naming the file and line, exit status
   check_bad_input(eval("--tasks " + t.task.string() + " --batch 0"), "--batch 0: out of range; expected an integer in [1, 65536]");
   check_bad_input(eval("--tasks " + t.task.string() + " --dtype fp16"), "--dtype must be fp32 or bf16, found 'fp16'");
 }
+
+TEST_CASE("eval cli: train.eval_tasks logs what `yocotron eval` reports, with DP=2 too; compare draws it", "[eval]") {
+  const EvalRun& t = trained();
+  auto recipe = [&](const std::string& name, int64_t micro) {
+    fs::path p = t.dir / (name + ".yaml");
+    test::write_file(p, "model:\n  arch: yocopp\n  n_layers: 2\n  d_model: 64\n  n_heads: 4\n  n_kv_heads: 2\n  d_ffn: 128\n"
+                        "  vocab_size: 512\n  max_seq_len: 48\n  attention: math\n"
+                        "data:\n  train: " + (t.dataset / "train").string() + "\n  seq_len: 32\n"
+                        "train:\n  steps: 20\n  micro_batch: " + std::to_string(micro) + "\n  global_batch: 8\n  lr: 0.01\n"
+                        "  min_lr: 0.001\n  warmup_steps: 5\n  eval_tasks: [" + t.task.string() + ", " + t.wino.string() + "]\n"
+                        "  eval_tasks_every: 10\ncheckpoint:\n  every: 0\nlog:\n  every: 10\n  tensorboard: true\n");
+    return p.string();
+  };
+  for (int np : {1, 2}) {
+    INFO("processes: " << np);
+    fs::path run = t.dir / cat("hook", np);
+    auto r = test::run_shell((np > 1 ? test::mpirun(np) : "") + "'" + test::yocotron_bin() + "' train --config " +
+                             recipe(cat("hook", np), 4) + " --run-dir " + run.string());
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    std::vector<json> rows;
+    for (const auto& line : split(test::read_file(run / "metrics.jsonl"), '\n'))
+      if (!line.empty() && line.find("eval/cloze/acc") != std::string::npos) rows.push_back(json::parse(line));
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0]["step"] == 10);
+    CHECK(rows[1]["step"] == 20);
+    CHECK(rows[1].contains("eval/wino/acc"));
+    CHECK(!rows[1].contains("eval/wino/acc_norm"));
+    // The last scoring is of the final checkpoint's weights: `yocotron eval` of it, one process.
+    json e = eval_json(run.string() + " --tasks " + t.task.string() + "," + t.wino.string());
+    CHECK(rows[1]["eval/cloze/acc"] == e["tasks"]["cloze"]["acc"]);
+    CHECK(rows[1]["eval/cloze/acc_norm"] == e["tasks"]["cloze"]["acc_norm"]);
+    CHECK(rows[1]["eval/wino/acc"] == e["tasks"]["wino"]["acc"]);
+    const std::string csv = test::read_file(run / "metrics_tasks.csv");
+    CHECK(starts_with(csv, "step,tokens,task,acc,acc_stderr,acc_norm,acc_norm_stderr,n\n"));
+    CHECK_THAT(csv, ContainsSubstring("\n20,5120,cloze,"));
+    CHECK_THAT(r.err + r.out, ContainsSubstring("tasks at step 20: cloze acc "));
+  }
+  auto c = test::run_yocotron("compare " + (t.dir / "hook1").string() + " " + (t.dir / "hook2").string() + " --out " +
+                              (t.dir / "cmp").string());
+  INFO(c.err);
+  REQUIRE(c.exit_code == 0);
+  CHECK(fs::exists(t.dir / "cmp" / "task_cloze_acc.svg"));
+  CHECK(fs::exists(t.dir / "cmp" / "task_cloze_acc_norm.svg"));
+  CHECK(fs::exists(t.dir / "cmp" / "task_wino_acc.svg"));
+  CHECK_THAT(test::read_file(t.dir / "cmp" / "report.md"), ContainsSubstring("(task_cloze_acc.svg)"));
+
+  // A bad task file stops the run before its first step: one line, exit status 2.
+  fs::path bad = t.dir / "bad-hook.jsonl";
+  test::write_file(bad, "{\"context\": \"A\", \"choices\": [\"b\"], \"gold\": 0}\n");
+  auto b = test::run_yocotron("train --config " + recipe("hook1", 4) + " --run-dir " + (t.dir / "badrun").string() +
+                              " --set train.eval_tasks=[" + bad.string() + "]");
+  CHECK(b.exit_code == 2);
+  CHECK_THAT(b.err, ContainsSubstring("train.eval_tasks: " + bad.string() + ":1: an item needs at least 2 choices, found 1"));
+}
