@@ -282,3 +282,32 @@ TEST_CASE("eval: train.eval_tasks in recipes", "[eval]") {
   CHECK_THROWS_WITH(config_from_yaml(base + "train:\n  eval_tasks: [hellaswag]\n", {}, "r.yaml"),
                     ContainsSubstring("train.eval_tasks needs train.eval_tasks_every (or train.eval_every) > 0"));
 }
+
+TEST_CASE("eval: data_pipeline/make_cloze.sh is deterministic and makes a valid task", "[eval]") {
+  fs::path dir = test::temp_dir("eval-cloze");
+  std::string text;  // 12 paragraphs of 45 words, every word unique: "p3w17"
+  for (int p = 0; p < 12; ++p) {
+    for (int w = 0; w < 45; ++w) text += cat(w ? " " : "", "p", p, "w", w);
+    text += p == 3 ? "\n\nshort paragraph\n\n" : "\n\n";  // too short for an item
+  }
+  test::write_file(dir / "src" / "a.txt", text);
+  auto make = [&](const std::string& out, const std::string& seed) {
+    auto r = test::run_shell("data_pipeline/make_cloze.sh " + (dir / "src").string() + " " + (dir / out).string() + " 6 " + seed);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return test::read_file(dir / out);
+  };
+  const std::string a = make("a.jsonl", "3"), b = make("b.jsonl", "3"), c = make("c.jsonl", "4");
+  CHECK(a == b);
+  CHECK(a != c);
+  McTask t = load_task((dir / "a.jsonl").string(), "", 0);
+  REQUIRE(t.items.size() == 6);
+  for (const auto& it : t.items) {
+    CHECK(it.continuations.size() == 4);
+    CHECK(split(it.contexts[0], ' ').size() == 30);
+    // The true continuation is the 8 words after the context in some paragraph of the source.
+    CHECK(text.find(it.contexts[0] + " " + it.continuations[static_cast<size_t>(it.gold)]) != std::string::npos);
+    for (size_t k = 0; k < 4; ++k)
+      if (static_cast<int64_t>(k) != it.gold) CHECK(it.continuations[k] != it.continuations[static_cast<size_t>(it.gold)]);
+  }
+}
