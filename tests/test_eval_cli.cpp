@@ -2,8 +2,11 @@
 // sample), the real binary. Its per-choice log-likelihoods are checked against one plain forward
 // per request computed here with the tokenizer service and the checkpoint, its accuracies against
 // those values, mpirun -np 2 against one process, and bad input against one line and exit status 2.
+#include <csignal>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "catch.hpp"
@@ -270,4 +273,34 @@ TEST_CASE("eval cli: train.eval_tasks logs what `yocotron eval` reports, with DP
                               " --set train.eval_tasks=[" + bad.string() + "]");
   CHECK(b.exit_code == 2);
   CHECK_THAT(b.err, ContainsSubstring("train.eval_tasks: " + bad.string() + ":1: an item needs at least 2 choices, found 1"));
+}
+
+TEST_CASE("eval cli: a stop signal during train.eval_tasks checkpoints; the resumed run scores that step first", "[eval]") {
+  const EvalRun& t = trained();
+  fs::path recipe = t.dir / "stop.yaml", run = t.dir / "stop-run";
+  test::write_file(recipe, "model:\n  arch: transformer\n  n_layers: 2\n  d_model: 64\n  n_heads: 4\n  n_kv_heads: 2\n  d_ffn: 128\n"
+                           "  vocab_size: 512\n  max_seq_len: 48\n  attention: math\n"
+                           "data:\n  train: " + (t.dataset / "train").string() + "\n  seq_len: 32\n"
+                           "train:\n  steps: 20\n  micro_batch: 1\n  global_batch: 4\n  lr: 0.01\n  warmup_steps: 2\n"
+                           "  eval_tasks: [" + t.task.string() + "]\n  eval_tasks_every: 10\n"
+                           "checkpoint:\n  every: 0\nlog:\n  every: 10\n");
+  const std::string cmd = "'" + test::yocotron_bin() + "' train --config " + recipe.string() + " --run-dir " + run.string();
+  // 15 items, one per batch, each 0.4 s longer: a 6 s evaluation at step 10.
+  test::Background b("env YOCOTRON_TEST_EVAL_BATCH_SECS=0.4 " + cmd);
+  REQUIRE(test::wait_until([&] { return fs::exists(run / "metrics.jsonl") && !test::read_file(run / "metrics.jsonl").empty(); }, 120));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  b.signal(SIGTERM);
+  const int code = b.wait(60);
+  INFO(b.err());
+  CHECK(code == 75);
+  CHECK_THAT(b.err(), ContainsSubstring("stopped by a signal at step 10, during its evaluation"));
+  CHECK(json::parse(test::read_file(run / "checkpoints" / "step_00000010" / "state.json"))["eval_pending"] == true);
+  CHECK(test::read_file(run / "metrics.jsonl").find("eval/cloze/acc") == std::string::npos);
+  auto resumed = test::run_shell(cmd);
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  std::vector<int64_t> steps;
+  for (const auto& line : split(test::read_file(run / "metrics.jsonl"), '\n'))
+    if (line.find("eval/cloze/acc") != std::string::npos) steps.push_back(json::parse(line)["step"].get<int64_t>());
+  CHECK(steps == std::vector<int64_t>{10, 20});
 }

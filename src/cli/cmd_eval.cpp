@@ -3,6 +3,8 @@
 // perplexity of tokenized splits (eval_ppl.h). The model and its tokenizer are found as
 // model_source.h says. Under mpirun every process takes its share of the items (eval_run.h) and
 // rank 0 prints the results, which equal one process's.
+#include <unistd.h>
+
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -128,11 +130,14 @@ int run_eval(const Args& args) {
   for (auto& task : tasks) {
     const std::string name = task.name;
     TokenizedTask t = tokenize_task(std::move(task), *tok, shard);
+    // A progress line redrawn in place on a terminal; nothing when stderr is a file.
+    const bool show = rank0 && isatty(STDERR_FILENO);
+    int64_t shown = -1;
     auto progress = [&](int64_t done, int64_t total) {
-      if (rank0) std::cerr << "\r" << name << ": " << done << "/" << total << " items" << std::flush;
+      if (show && done != shown) std::cerr << "\r" << name << ": " << (shown = done) << "/" << total << " items" << std::flush;
     };
     std::optional<ScoredTask> s = score_task(model, t, shard, batch, {}, progress);
-    if (rank0) std::cerr << "\n";
+    if (show) std::cerr << "\n";
     results.push_back(s->result);
     if (dump.is_open()) dump_choices(dump, t, *s);
   }

@@ -23,8 +23,6 @@ import sys
 from collections import defaultdict
 
 import sentencepiece as spm
-import torch
-from transformers import LlamaForCausalLM
 
 
 def encode_pair(sp, context, continuation, bos):
@@ -46,8 +44,10 @@ def main() -> int:
     ap.add_argument("--result", required=True, help="yocotron eval --json output")
     ap.add_argument("--tokenizer", help="default: HF/tokenizer.model")
     ap.add_argument("--tolerance", type=float, default=1e-4)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="cuda", help="cuda or cpu")
     args = ap.parse_args()
+    import torch  # here, so that encode_pair can be imported where only sentencepiece is installed
+    from transformers import LlamaForCausalLM
 
     sp = spm.SentencePieceProcessor(model_file=args.tokenizer or f"{args.hf}/tokenizer.model")
     bos = sp.bos_id() if sp.bos_id() >= 0 else sp.eos_id()
