@@ -305,7 +305,7 @@ TEST_CASE("eval: data_pipeline/make_cloze.sh is deterministic and makes a valid 
   for (const auto& it : t.items) {
     CHECK(it.continuations.size() == 4);
     CHECK(split(it.contexts[0], ' ').size() == 30);
-    // The true continuation is the 8 words after the context in some paragraph of the source.
+    // The true continuation is the 2 words after the context in some paragraph of the source.
     CHECK(text.find(it.contexts[0] + " " + it.continuations[static_cast<size_t>(it.gold)]) != std::string::npos);
     for (size_t k = 0; k < 4; ++k)
       if (static_cast<int64_t>(k) != it.gold) CHECK(it.continuations[k] != it.continuations[static_cast<size_t>(it.gold)]);
