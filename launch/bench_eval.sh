@@ -16,6 +16,6 @@ mkdir -p "$W/src"
   --vocab-size 512 --txt-split blank-lines >&2
 cp tests/data/brown_sample.txt "$W/src/a.txt"
 CONTEXT_WORDS=60 ANSWER_WORDS=15 data_pipeline/make_cloze.sh "$W/src" "$W/one.jsonl" 100000 1 >&2
-for _ in $(seq 200); do cat "$W/one.jsonl"; done | head -10000 > "$W/bench10k.jsonl"
+awk -v n=10000 '{ line[NR] = $0 } END { for (i = 0; i < n; i++) print line[i % NR + 1] }' "$W/one.jsonl" > "$W/bench10k.jsonl"
 [ -f "$W/hf/config.json" ] || "$B/yocotron" export-hf "$RECIPE" --out "$W/hf" >&2
 "$B/yocotron" eval "hf:$W/hf" --tokenizer "$W/tok/tokenizer.model" --tasks "$W/bench10k.jsonl" --batch "$BATCH" --json
