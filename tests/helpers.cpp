@@ -117,6 +117,27 @@ bool wait_until(const std::function<bool()>& ready, double secs) {
   return true;
 }
 
+std::string bad_input_problem(const ProcResult& r, const std::string& says, const std::string& command) {
+  std::vector<std::string> lines;
+  for (size_t pos = 0; pos < r.err.size();) {
+    size_t nl = r.err.find('\n', pos);
+    lines.push_back(r.err.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+    pos = nl == std::string::npos ? r.err.size() : nl + 1;
+  }
+  if (r.exit_code != 2) return "exit status " + std::to_string(r.exit_code) + ", not 2";
+  if (!r.out.empty()) return "stdout is not empty: " + r.out;
+  if (lines.empty() || lines[0].rfind("error: ", 0) != 0) return "stderr does not start with 'error: '";
+  if (lines[0].find(says) == std::string::npos) return "the error line does not say '" + says + "'";
+  if (lines.size() > 2 || (lines.size() == 2 && lines[1].rfind("(see `yocotron " + command + " --help`)", 0) != 0))
+    return "more than one error line";
+  return "";
+}
+
+std::string mpirun(int np) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
+         "OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 '" YT_MPIEXEC "' -np " + std::to_string(np) + " ";
+}
+
 std::string source_dir() { return YT_SOURCE_DIR; }
 std::string yocotron_bin() { return YT_YOCOTRON_BIN; }
 

@@ -41,6 +41,15 @@ class Background {
 // Polls `ready` every 20 ms for up to `secs`; true once it holds.
 bool wait_until(const std::function<bool()>& ready, double secs);
 
+// "" when `r` ended as bad input does: exit status 2, nothing on stdout, and on stderr one line
+// "error: ..." containing `says` (a usage error may add "(see `yocotron COMMAND --help`)"); else
+// what differs.
+std::string bad_input_problem(const ProcResult& r, const std::string& says, const std::string& command);
+
+// `mpirun -np N ` with the environment Open MPI needs here (root, oversubscribed cores, no CMA),
+// to put in front of a command.
+std::string mpirun(int np);
+
 std::string source_dir();   // the repository root
 std::string yocotron_bin();
 // A fresh, empty directory under the system temp dir, removed by remove_temp_dirs().

@@ -19,10 +19,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string mpirun(int np) {
-  return cat("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
-             "OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 '", YT_MPIEXEC, "' -np ", np, " ");
-}
+using test::mpirun;
 
 struct Setup {
   fs::path dir = test::temp_dir("dist");

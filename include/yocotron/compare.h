@@ -1,6 +1,8 @@
 // `yocotron compare`: several runs' loss curves on one chart (RUN/metrics.jsonl + config.yaml; a run
-// still in progress is fine), and a table of which is better at what KV-cache cost.
+// still in progress is fine), their train.eval_tasks accuracies beside them (a chart per task
+// metric), and a table of which is better at what KV-cache cost.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,8 @@ struct RunRecord {
   Config cfg;
   std::vector<CurvePoint> train;  // training loss per logged step
   std::vector<CurvePoint> eval;   // validation loss
+  // train.eval_tasks scores: "TASK/acc", "TASK/acc_norm" -> value per scoring
+  std::map<std::string, std::vector<CurvePoint>> tasks;
   double tokens_per_s = 0;        // median of the logged values (per GPU)
   std::string data_id;            // data.train, and the tokenizer fingerprint when the manifest is readable
 };

@@ -73,6 +73,11 @@ struct TrainConfig {
   int64_t seed = 1234;
   int64_t eval_every = 0;  // 0 = never
   int64_t eval_batches = 8;
+  // Multiple-choice tasks scored during training (names or .jsonl files, as `yocotron eval --tasks`).
+  std::vector<std::string> eval_tasks;
+  int64_t eval_tasks_every = 0;     // 0: at train.eval_every
+  std::string eval_tasks_data;      // where named tasks' raw files are ("" = the working directory)
+  int64_t eval_tasks_limit = 0;     // > 0: the first N items of each task
   int64_t exit_after_steps = 0;  // 0 = run to train.steps
   int64_t max_skipped_in_a_row = 5;
   int64_t loss_chunk_tokens = 4096;      // head + cross entropy in chunks of this many tokens; 0 = full logits

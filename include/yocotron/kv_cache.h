@@ -42,12 +42,16 @@ class KvCache {
   void write_k_at(int layer, const at::Tensor& k, const at::Tensor& slot) { k_[layer].index_copy_(2, slot, k); }
   void write_v_at(int layer, const at::Tensor& v, const at::Tensor& slot) { v_[layer].index_copy_(2, slot, v); }
   void advance(int64_t tokens);
+  // A cache holding sequences `rows` of this one (repeats allowed), filled to the same length: a
+  // prefix prefilled once continues as several sequences (evaluation scores each choice so).
+  KvCache select_rows(const std::vector<int64_t>& rows) const;
   // Benchmarks only: pretend `n` slots are filled (their contents are whatever the buffers hold),
   // to time a decode step at any cache length without decoding up to it.
   void set_length_for_timing(int64_t n);
 
  private:
-  int64_t batch_, capacity_, length_ = 0;
+  KvCache() = default;
+  int64_t batch_ = 0, capacity_ = 0, length_ = 0;
   bool padded_ = false;
   std::vector<int64_t> pad_;
   at::Tensor pad_tensor_;

@@ -1,5 +1,6 @@
-// The loss curve of a run: RUN/metrics.jsonl (one JSON object per logged step, and one per
-// evaluation) and the same rows in RUN/metrics.csv. Floats are written with the shortest text that
+// The loss curve of a run: RUN/metrics.jsonl (one JSON object per logged step, one per
+// evaluation, one per scoring of train.eval_tasks) and the same rows in RUN/metrics.csv (task
+// scores in RUN/metrics_tasks.csv, one row per task: their columns depend on the recipe). Floats are written with the shortest text that
 // reads back to the same double. On resume, rows after the checkpoint's step (written by the run
 // that was interrupted) are dropped first, so the files hold one curve.
 #pragma once
@@ -7,6 +8,9 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "yocotron/eval_metrics.h"
 
 namespace yt {
 
@@ -29,11 +33,19 @@ struct EvalRow {
   double val_loss = 0;
 };
 
+// The multiple-choice tasks of train.eval_tasks scored at one step.
+struct TaskEvalRow {
+  int64_t step = 0;
+  int64_t tokens = 0;
+  std::vector<TaskResult> tasks;
+};
+
 class MetricsSink {
  public:
   virtual ~MetricsSink() = default;
   virtual void train(const TrainRow& r) = 0;
   virtual void eval(const EvalRow& r) = 0;
+  virtual void tasks(const TaskEvalRow& r) = 0;
 };
 
 class MetricsFiles : public MetricsSink {
@@ -42,12 +54,14 @@ class MetricsFiles : public MetricsSink {
   MetricsFiles(const std::string& run_dir, int64_t keep_up_to);
   void train(const TrainRow& r) override;
   void eval(const EvalRow& r) override;
+  void tasks(const TaskEvalRow& r) override;
 
  private:
-  std::ofstream jsonl_, csv_;
+  std::ofstream jsonl_, csv_, tasks_csv_;
+  std::string run_dir_;
 };
 
-// Drops rows with step > keep_up_to from RUN/metrics.jsonl and RUN/metrics.csv (atomically).
+// Drops rows with step > keep_up_to from RUN/metrics.jsonl, RUN/metrics.csv and RUN/metrics_tasks.csv (atomically).
 void truncate_metrics(const std::string& run_dir, int64_t keep_up_to);
 
 }  // namespace yt

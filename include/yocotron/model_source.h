@@ -3,6 +3,8 @@
 // its weights, and finds the SentencePiece model that goes with it. `generate` and `export-hf`
 // share it, so both read a model the same way.
 #pragma once
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +31,8 @@ ModelSource open_model_source(const std::string& source, const std::vector<std::
 Decoder load_model(const ModelSource& src);
 
 // The model ready for inference on `device`: on a GPU its weights in bf16 (except those training
-// keeps in fp32, the KV mixing weights), on the CPU in fp32; autograd off.
-void prepare_for_inference(Decoder& model, const at::Device& device);
+// keeps in fp32, the KV mixing weights), on the CPU in fp32, or in `dtype` when given; autograd off.
+void prepare_for_inference(Decoder& model, const at::Device& device, std::optional<at::ScalarType> dtype = std::nullopt);
 
 struct TokenizerSearch {
   std::string path;                   // "" when none was found
@@ -39,5 +41,17 @@ struct TokenizerSearch {
 // DIR/tokenizer.model of the model's directory (`model_dir`, "" for none), else the tokenizer.model
 // of the dataset whose split `recipe.data.train` names (DATASET/train -> DATASET/tokenizer.model).
 TokenizerSearch find_tokenizer(const std::string& model_dir, const Config& recipe);
+
+class TokenizerClient;
+
+// The tokenizer service for `src`'s tokenizer: `given` (--tokenizer FILE.model) when not empty, else
+// find_tokenizer()'s. A missing or foreign file (more pieces than the model's vocabulary) is a
+// ConfigError naming it; `source` is the model as the user named it.
+std::unique_ptr<TokenizerClient> open_model_tokenizer(const ModelSource& src, const std::string& source,
+                                                      const std::string& given);
+
+// --device cpu|cuda|auto of an inference command ("" or auto = cuda when a GPU is visible, else cpu;
+// cpu never initialises CUDA): a UsageError for anything else, a runtime error for cuda without a GPU.
+at::Device inference_device(const std::string& name, int local_rank = 0);
 
 }  // namespace yt

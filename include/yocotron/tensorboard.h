@@ -1,7 +1,7 @@
 // TensorBoard event files (RUN/tb/events.out.tfevents.<time>.<host>): a TFRecord stream of `Event`
 // protocol buffers, written here field by field (no protobuf library): each record is its length
 // (uint64), the masked CRC-32C of the length, the bytes, and their masked CRC-32C. Scalars: the
-// training loss, learning rate, gradient norm, throughput, MFU, and the validation loss.
+// training loss, learning rate, gradient norm, throughput, MFU, the validation loss, and eval/<task>/acc and acc_norm of train.eval_tasks.
 #pragma once
 #include <cstdint>
 #include <fstream>
@@ -18,6 +18,7 @@ class TensorBoardWriter : public MetricsSink {
   TensorBoardWriter(const std::string& run_dir, int64_t keep_up_to);
   void train(const TrainRow& r) override;
   void eval(const EvalRow& r) override;
+  void tasks(const TaskEvalRow& r) override;
   void scalars(int64_t step, const std::vector<std::pair<std::string, double>>& values);
 
  private:

@@ -117,35 +117,16 @@ int run_generate(const Args& args) {
     throw UsageError(e.what());
   }
   const int64_t samples = p.get_integer("--batch", 1);
-  const std::string device_name_arg = p.get("--device", "auto");
-  if (device_name_arg != "cpu" && device_name_arg != "cuda" && device_name_arg != "auto")
-    throw UsageError("--device must be cpu, cuda or auto, found '" + device_name_arg + "'");
-  const bool gpu = choose_cuda_device(device_name_arg, "--device", 0) >= 0;
+  const at::Device device = inference_device(p.get("--device"));
+  const bool gpu = device.is_cuda();
   const bool json_out = p.has("--json");
   const bool batch_mode = p.has("--prompt-file") || p.has("--batch");  // JSON fields are arrays then
   std::vector<std::string> prompt_texts = read_prompts(p);
 
   ModelSource src = open_model_source(source);
   const ModelConfig& mc = src.config.model;
-  std::string tokenizer_path = p.get("--tokenizer");
-  if (tokenizer_path.empty()) {
-    TokenizerSearch found = find_tokenizer(src.dir, src.config);
-    if (found.path.empty())
-      throw ConfigError({cat(source, ": no tokenizer found (looked for ", join(found.searched, " and "),
-                             "); give --tokenizer FILE.model")});
-    tokenizer_path = found.path;
-  } else if (!std::filesystem::is_regular_file(tokenizer_path)) {
-    throw ConfigError({cat("--tokenizer ", tokenizer_path, ": no such file")});
-  }
-  std::unique_ptr<TokenizerClient> tok;
-  try {
-    tok = std::make_unique<TokenizerClient>(tokenizer_path);
-  } catch (const std::invalid_argument& e) {  // the service refused the file: the user's input
-    throw ConfigError({e.what()});
-  }
-  if (tok->vocab_size() > mc.vocab_size)
-    throw ConfigError({cat(tokenizer_path, " has ", tok->vocab_size(), " pieces but the model's vocabulary (",
-                           src.config_file, ") has ", mc.vocab_size, ": not this model's tokenizer")});
+  std::unique_ptr<TokenizerClient> tok = open_model_tokenizer(src, source, p.get("--tokenizer"));
+  const std::string tokenizer_path = tok->model_path();
   if (p.has("--bos") && tok->bos_id() < 0) throw ConfigError({cat("--bos: ", tokenizer_path, " has no BOS piece")});
   go.eos_id = tok->eos_id();
   go.sampling.vocab_limit = tok->vocab_size();
@@ -169,7 +150,6 @@ int run_generate(const Args& args) {
 
   // An inference run chooses its own attention kernel: training's cuDNN or flash choice needs a GPU.
   if (!gpu && (mc.attention == "cudnn" || mc.attention == "flash")) src.config.model.attention = "auto";
-  const at::Device device = gpu ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   if (gpu) set_current_cuda_device(0);
   Decoder model = load_model(src);
   prepare_for_inference(model, device);

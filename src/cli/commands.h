@@ -21,6 +21,7 @@ int run_version(const Args& args);
 int run_inspect(const Args& args);
 int run_export_hf(const Args& args);
 int run_generate(const Args& args);
+int run_eval(const Args& args);
 int run_tokenize(const Args& args);
 int run_bench(const Args& args);
 int run_train(const Args& args);

@@ -19,6 +19,7 @@ const std::vector<Command>& commands() {
       {"tokenize", "tokenize a corpus into checksummed token shards", run_tokenize},
       {"inspect", "show a recipe's KV plan and sizes, or verify a shard or dataset", run_inspect},
       {"generate", "continue a prompt with a trained model (KV cache, greedy or sampled)", run_generate},
+      {"eval", "score a model on multiple-choice tasks (lm-eval rules) and split perplexity", run_eval},
       {"bench", "measure throughput (one JSON line of figures)", run_bench},
       {"export-hf", "write a model as Hugging Face safetensors + config.json", run_export_hf},
       {"version", "print versions of yocotron, LibTorch, CUDA, NCCL and MPI", run_version},

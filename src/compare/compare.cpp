@@ -100,6 +100,11 @@ RunRecord read_run(const std::string& dir) {
     for (const char* key : {"loss", "val_loss", "tokens_per_s"})
       if (j.contains(key) && !j[key].is_number() && !j[key].is_null()) bad(cat("\"", key, "\" is not a number"));
     CurvePoint p{j["step"].get<int64_t>(), j.value("tokens", int64_t{0}), NAN};
+    for (const auto& [key, value] : j.items())  // "eval/TASK/acc", "eval/TASK/acc_norm"
+      if (starts_with(key, "eval/") && (ends_with(key, "/acc") || ends_with(key, "/acc_norm"))) {
+        if (!value.is_number() && !value.is_null()) bad(cat("\"", key, "\" is not a number"));
+        r.tasks[key.substr(5)].push_back({p.step, p.tokens, value.is_number() ? value.get<double>() : NAN});
+      }
     if (j.contains("val_loss")) {
       p.value = j["val_loss"].is_number() ? j["val_loss"].get<double>() : NAN;
       r.eval.push_back(p);
@@ -109,7 +114,7 @@ RunRecord read_run(const std::string& dir) {
       if (j.contains("tokens_per_s") && j["tokens_per_s"].is_number()) speeds.push_back(j["tokens_per_s"].get<double>());
     }
   }
-  if (r.train.empty() && r.eval.empty()) throw std::runtime_error(cat(metrics.string(), ": no metrics yet"));
+  if (r.train.empty() && r.eval.empty() && r.tasks.empty()) throw std::runtime_error(cat(metrics.string(), ": no metrics yet"));
   r.tokens_per_s = median(speeds);
   std::string fp = dataset_fingerprint(r.cfg.data.train);
   r.data_id = r.cfg.data.train + (fp.empty() ? "" : " (tokenizer " + fp + ")");
@@ -197,6 +202,25 @@ CompareOutput compare_runs(const std::vector<std::string>& run_dirs, const Compa
     write("val_loss.svg", line_chart_svg(eval_series, ev));
   }
 
+  // Task accuracies: a chart per task metric, a line per run that scored it.
+  std::map<std::string, std::vector<ChartSeries>> task_series;
+  for (const auto& r : runs)
+    for (const auto& [metric, points] : r.tasks) {
+      ChartSeries t{label(r), {}, {}, true};
+      for (const auto& p : points) t.x.push_back(xval(p)), t.y.push_back(p.value);
+      task_series[metric].push_back(t);
+    }
+  std::string task_charts;
+  for (const auto& [metric, series] : task_series) {
+    ChartOptions to = train_opts;
+    to.title = "Accuracy: " + metric;
+    to.y_label = metric;
+    std::string file = "task_" + metric + ".svg";
+    std::replace(file.begin(), file.end(), '/', '_');
+    write(file, line_chart_svg(series, to));
+    task_charts += "![" + to.title + "](" + file + ")\n\n";
+  }
+
   // The table.
   std::ostringstream md, csv;
   md << "| run | arch | params | KV cache B/token (bf16) | tokens seen | final train loss" << (o.smooth > 1 ? cat(" (EMA ", o.smooth, ")") : "")
@@ -218,7 +242,7 @@ CompareOutput compare_runs(const std::vector<std::string>& run_dirs, const Compa
         << format_double(r.tokens_per_s) << "\n";
   }
   std::ostringstream report;
-  report << "# Comparison\n\n![" << train_opts.title << "](loss.svg)\n\n" << (have_eval ? "![Validation loss](val_loss.svg)\n\n" : "")
+  report << "# Comparison\n\n![" << train_opts.title << "](loss.svg)\n\n" << (have_eval ? "![Validation loss](val_loss.svg)\n\n" : "") << task_charts
          << md.str() << "\nLower is better. Final train loss: the last logged value" << (o.smooth > 1 ? " after EMA smoothing" : "")
          << "; best val loss: the lowest evaluation. KV cache: bytes per token of a bf16 decode cache.\n";
   for (const auto& w : out.warnings) report << "\n**Warning:** " << w << "\n";

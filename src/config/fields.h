@@ -60,6 +60,10 @@ void visit_fields(C& c, V&& v) {
   v("train.seed", t.seed, Choices{});
   v("train.eval_every", t.eval_every, Choices{});
   v("train.eval_batches", t.eval_batches, Choices{});
+  v("train.eval_tasks", t.eval_tasks, Choices{});
+  v("train.eval_tasks_every", t.eval_tasks_every, Choices{});
+  v("train.eval_tasks_data", t.eval_tasks_data, Choices{});
+  v("train.eval_tasks_limit", t.eval_tasks_limit, Choices{});
   v("train.exit_after_steps", t.exit_after_steps, Choices{});
   v("train.max_skipped_in_a_row", t.max_skipped_in_a_row, Choices{});
   v("train.loss_chunk_tokens", t.loss_chunk_tokens, Choices{});

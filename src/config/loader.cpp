@@ -274,6 +274,22 @@ std::string convert(const YAML::Node& n, std::vector<int64_t>& out, const detail
   return "";
 }
 
+// A list of strings: a YAML sequence of scalars ("[hellaswag, tasks/cloze.jsonl]").
+std::string convert(const YAML::Node& n, std::vector<std::string>& out, const detail::Choices& choices) {
+  if (!n.IsSequence()) return "expected a list of strings ([] for none), found " + shown(n);
+  std::vector<std::string> values;
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string v;
+    if (!n[i].IsScalar() || !convert(n[i], v, choices).empty())
+      return cat("expected a list of strings, found ", shown(n[i]), " at position ", i + 1);
+    values.push_back(v);
+  }
+  out = std::move(values);
+  return "";
+}
+
+std::string list_text(const std::vector<std::string>& v) { return "[" + join(v, ", ") + "]"; }
+
 std::string list_text(const std::vector<int64_t>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
@@ -373,6 +389,9 @@ std::vector<SchemaKey> schema() {
     } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
       k.type = "list of integers";
       k.default_text = list_text(field);
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      k.type = "list of strings";
+      k.default_text = list_text(field);
     } else {
       k.type = "integer";
       k.default_text = std::to_string(field);
@@ -389,7 +408,8 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& cfg) {
     if constexpr (std::is_same_v<T, std::string>) out.emplace_back(key, field);
     else if constexpr (std::is_same_v<T, bool>) out.emplace_back(key, field ? "true" : "false");
     else if constexpr (std::is_same_v<T, double>) out.emplace_back(key, format_double(field));
-    else if constexpr (std::is_same_v<T, std::vector<int64_t>>) out.emplace_back(key, list_text(field));
+    else if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<std::string>>)
+      out.emplace_back(key, list_text(field));
     else out.emplace_back(key, std::to_string(field));
   });
   return out;
@@ -427,9 +447,9 @@ std::string to_yaml(const Config& cfg) {
       path.back()[parts.back()] = format_double(field);
     } else if constexpr (std::is_same_v<T, bool>) {
       path.back()[parts.back()] = field ? "true" : "false";
-    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<std::string>>) {
       YAML::Node list(YAML::NodeType::Sequence);
-      for (int64_t v : field) list.push_back(v);
+      for (const auto& v : field) list.push_back(v);
       list.SetStyle(YAML::EmitterStyle::Flow);
       path.back()[parts.back()] = list;
     } else {

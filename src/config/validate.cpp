@@ -61,6 +61,10 @@ void check_train(const Config& c, std::vector<std::string>& out) {
   non_negative(out, "train.warmup_steps", t.warmup_steps);
   non_negative(out, "train.eval_every", t.eval_every);
   positive(out, "train.eval_batches", t.eval_batches);
+  non_negative(out, "train.eval_tasks_every", t.eval_tasks_every);
+  non_negative(out, "train.eval_tasks_limit", t.eval_tasks_limit);
+  if (!t.eval_tasks.empty() && t.eval_tasks_every == 0 && t.eval_every == 0)
+    out.push_back("train.eval_tasks needs train.eval_tasks_every (or train.eval_every) > 0: when to score them");
   non_negative(out, "train.exit_after_steps", t.exit_after_steps);
   positive(out, "train.max_skipped_in_a_row", t.max_skipped_in_a_row);
   non_negative(out, "train.loss_chunk_tokens", t.loss_chunk_tokens);

@@ -18,6 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kCsvHeader = "step,tokens,loss,lr,grad_norm,tokens_per_s,mfu,mem_gb,skipped,val_loss,val_ppl,elapsed_s";
+const std::string kTasksCsvHeader = "step,tokens,task,acc,acc_stderr,acc_norm,acc_norm_stderr,n";
 
 std::string num(double v) { return std::isfinite(v) ? format_double(v) : (std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity")); }
 
@@ -55,7 +56,7 @@ std::string row_problem(const std::string& line, bool csv, size_t csv_fields, in
 }  // namespace
 
 void truncate_metrics(const std::string& run_dir, int64_t keep_up_to) {
-  for (const char* name : {"metrics.jsonl", "metrics.csv"}) {
+  for (const char* name : {"metrics.jsonl", "metrics.csv", "metrics_tasks.csv"}) {
     fs::path p = fs::path(run_dir) / name;
     if (!fs::exists(p)) continue;
     const std::string text = read_text_file(p.string());
@@ -65,7 +66,8 @@ void truncate_metrics(const std::string& run_dir, int64_t keep_up_to) {
     // before it was not written by this program, and silently dropping it could hide more damage.
     const size_t last = text.find_last_not_of('\n') == std::string::npos ? 0 : text.find_last_not_of('\n');
     std::string header, kept;
-    size_t csv_fields = field_count(kCsvHeader);
+    const std::string& default_header = std::string(name) == "metrics_tasks.csv" ? kTasksCsvHeader : kCsvHeader;
+    size_t csv_fields = field_count(default_header);
     size_t pos = 0, line_no = 0;
     while (pos < text.size()) {
       const size_t nl = text.find('\n', pos);
@@ -91,12 +93,12 @@ void truncate_metrics(const std::string& run_dir, int64_t keep_up_to) {
       }
       if (step <= keep_up_to) kept += line + "\n";
     }
-    if (csv && (!header.empty() || !kept.empty())) kept = (header.empty() ? kCsvHeader : header) + "\n" + kept;
+    if (csv && (!header.empty() || !kept.empty())) kept = (header.empty() ? default_header : header) + "\n" + kept;
     write_text_file_atomic(p.string(), kept);
   }
 }
 
-MetricsFiles::MetricsFiles(const std::string& run_dir, int64_t keep_up_to) {
+MetricsFiles::MetricsFiles(const std::string& run_dir, int64_t keep_up_to) : run_dir_(run_dir) {
   truncate_metrics(run_dir, keep_up_to);
   fs::path csv = fs::path(run_dir) / "metrics.csv";
   bool fresh = !fs::exists(csv) || fs::file_size(csv) == 0;
@@ -125,6 +127,25 @@ void MetricsFiles::eval(const EvalRow& r) {
          << std::flush;
   csv_ << r.step << "," << r.tokens << ",,,,,,,," << num(r.val_loss) << "," << num(std::exp(r.val_loss)) << ",\n"
        << std::flush;
+}
+
+void MetricsFiles::tasks(const TaskEvalRow& r) {
+  if (!tasks_csv_.is_open()) {  // only runs that score tasks have this file
+    fs::path p = fs::path(run_dir_) / "metrics_tasks.csv";
+    const bool fresh = !fs::exists(p) || fs::file_size(p) == 0;
+    tasks_csv_.open(p, std::ios::app);
+    if (!tasks_csv_) throw std::runtime_error(cat(p.string(), ": cannot open for writing"));
+    if (fresh) tasks_csv_ << kTasksCsvHeader << "\n";
+  }
+  jsonl_ << "{\"step\":" << r.step << ",\"tokens\":" << r.tokens;
+  for (const auto& t : r.tasks) {
+    jsonl_ << ",\"eval/" << t.name << "/acc\":" << json_num(t.acc);
+    if (t.acc_norm) jsonl_ << ",\"eval/" << t.name << "/acc_norm\":" << json_num(*t.acc_norm);
+    tasks_csv_ << r.step << "," << r.tokens << "," << t.name << "," << num(t.acc) << "," << num(t.acc_stderr) << ","
+               << (t.acc_norm ? num(*t.acc_norm) : "") << "," << (t.acc_norm ? num(*t.acc_norm_stderr) : "") << "," << t.n << "\n";
+  }
+  jsonl_ << "}\n" << std::flush;
+  tasks_csv_ << std::flush;
 }
 
 }  // namespace yt

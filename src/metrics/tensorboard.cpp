@@ -202,4 +202,13 @@ void TensorBoardWriter::train(const TrainRow& r) {
 
 void TensorBoardWriter::eval(const EvalRow& r) { scalars(r.step, {{"eval/val_loss", r.val_loss}, {"eval/val_ppl", std::exp(r.val_loss)}}); }
 
+void TensorBoardWriter::tasks(const TaskEvalRow& r) {
+  std::vector<std::pair<std::string, double>> values;
+  for (const auto& t : r.tasks) {
+    values.emplace_back("eval/" + t.name + "/acc", t.acc);
+    if (t.acc_norm) values.emplace_back("eval/" + t.name + "/acc_norm", *t.acc_norm);
+  }
+  scalars(r.step, values);
+}
+
 }  // namespace yt

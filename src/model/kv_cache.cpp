@@ -40,6 +40,24 @@ void KvCache::advance(int64_t tokens) {
   length_ += tokens;
 }
 
+KvCache KvCache::select_rows(const std::vector<int64_t>& rows) const {
+  if (rows.empty()) throw std::invalid_argument("KvCache::select_rows: no rows");
+  KvCache c;
+  c.batch_ = static_cast<int64_t>(rows.size());
+  c.capacity_ = capacity_;
+  c.length_ = length_;
+  for (int64_t r : rows) {
+    if (r < 0 || r >= batch_) throw std::out_of_range(cat("KvCache::select_rows: row ", r, " outside [0, ", batch_, ")"));
+    c.pad_.push_back(pad_[static_cast<size_t>(r)]);
+    c.padded_ = c.padded_ || c.pad_.back() > 0;
+  }
+  const at::Tensor index = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(pad_tensor_.device());
+  c.pad_tensor_ = pad_tensor_.index_select(0, index);
+  for (const auto& t : k_) c.k_.push_back(t.defined() ? t.index_select(0, index) : at::Tensor());
+  for (const auto& t : v_) c.v_.push_back(t.defined() ? t.index_select(0, index) : at::Tensor());
+  return c;
+}
+
 void KvCache::set_length_for_timing(int64_t n) {
   if (n < 0 || n > capacity_) throw std::out_of_range(cat("KV cache: length ", n, " outside [0, ", capacity_, "]"));
   length_ = n;

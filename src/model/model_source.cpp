@@ -3,9 +3,12 @@
 #include <filesystem>
 
 #include "yocotron/checkpoint.h"
+#include "yocotron/cli_args.h"
+#include "yocotron/device.h"
 #include "yocotron/fileio.h"
 #include "yocotron/hf.h"
 #include "yocotron/str.h"
+#include "yocotron/tokenizer_client.h"
 
 namespace yt {
 namespace fs = std::filesystem;
@@ -56,10 +59,10 @@ Decoder load_model(const ModelSource& src) {
   return model;
 }
 
-void prepare_for_inference(Decoder& model, const at::Device& device) {
+void prepare_for_inference(Decoder& model, const at::Device& device, std::optional<at::ScalarType> dtype) {
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);
-  model->to_inference(device, device.is_cuda() ? at::kBFloat16 : at::kFloat);
+  model->to_inference(device, dtype.value_or(device.is_cuda() ? at::kBFloat16 : at::kFloat));
 }
 
 TokenizerSearch find_tokenizer(const std::string& model_dir, const Config& recipe) {
@@ -75,6 +78,38 @@ TokenizerSearch find_tokenizer(const std::string& model_dir, const Config& recip
     look(split.parent_path() / "tokenizer.model");
   }
   return s;
+}
+
+std::unique_ptr<TokenizerClient> open_model_tokenizer(const ModelSource& src, const std::string& source,
+                                                      const std::string& given) {
+  std::string path = given;
+  if (path.empty()) {
+    TokenizerSearch found = find_tokenizer(src.dir, src.config);
+    if (found.path.empty())
+      throw ConfigError({cat(source, ": no tokenizer found (looked for ", join(found.searched, " and "),
+                             "); give --tokenizer FILE.model")});
+    path = found.path;
+  } else if (!fs::is_regular_file(path)) {
+    throw ConfigError({cat("--tokenizer ", path, ": no such file")});
+  }
+  std::unique_ptr<TokenizerClient> tok;
+  try {
+    tok = std::make_unique<TokenizerClient>(path);
+  } catch (const std::invalid_argument& e) {  // the service refused the file: the user's input
+    throw ConfigError({e.what()});
+  }
+  if (tok->vocab_size() > src.config.model.vocab_size)
+    throw ConfigError({cat(path, " has ", tok->vocab_size(), " pieces but the model's vocabulary (", src.config_file, ") has ",
+                           src.config.model.vocab_size, ": not this model's tokenizer")});
+  return tok;
+}
+
+at::Device inference_device(const std::string& name, int local_rank) {
+  const std::string want = name.empty() ? "auto" : name;
+  if (want != "cpu" && want != "cuda" && want != "auto")
+    throw UsageError("--device must be cpu, cuda or auto, found '" + want + "'");
+  const int cuda = choose_cuda_device(want, "--device", local_rank);
+  return cuda >= 0 ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
 }
 
 }  // namespace yt

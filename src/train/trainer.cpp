@@ -20,6 +20,7 @@
 #include "yocotron/dataset.h"
 #include "yocotron/device.h"
 #include "yocotron/errors.h"
+#include "yocotron/eval_run.h"
 #include "yocotron/fileio.h"
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
@@ -28,6 +29,7 @@
 #include "yocotron/mesh.h"
 #include "yocotron/metrics.h"
 #include "yocotron/model_factory.h"
+#include "yocotron/model_source.h"
 #include "yocotron/mpi_env.h"
 #include "yocotron/optimizer.h"
 #include "yocotron/phase.h"
@@ -106,6 +108,7 @@ class JobError : public std::runtime_error {
 
 struct Datasets {
   std::shared_ptr<const TokenDataset> train, val;  // val: null without evaluation
+  std::vector<McTask> tasks;                       // train.eval_tasks, read
 };
 
 // What identifies a split's contents: its tokenizer, sizes and every shard's payload checksum.
@@ -127,6 +130,13 @@ Datasets open_datasets(const Config& cfg) {
   Datasets d;
   d.train = TokenDataset::open(cfg.data.train);
   if (!cfg.data.val.empty() && cfg.train.eval_every > 0) d.val = TokenDataset::open(cfg.data.val);
+  for (const auto& name : cfg.train.eval_tasks) {
+    try {
+      d.tasks.push_back(load_task(name, cfg.train.eval_tasks_data, cfg.train.eval_tasks_limit));
+    } catch (const ConfigError& e) {  // every rank reads the same files: the same verdict
+      throw JobError(cat("train.eval_tasks: ", e.what()), false);
+    }
+  }
   return d;
 }
 
@@ -164,7 +174,7 @@ class Trainer {
  public:
   Trainer(Config cfg, std::string run_dir, std::optional<LoadedCheckpoint> resume, Datasets data)
       : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)), resume_(std::move(resume)),
-        train_ds_(std::move(data.train)), val_ds_(std::move(data.val)) {}
+        train_ds_(std::move(data.train)), val_ds_(std::move(data.val)), raw_tasks_(std::move(data.tasks)) {}
 
   int run();
   const Config& config() const { return cfg_; }
@@ -176,6 +186,10 @@ class Trainer {
   void open_data();
   void train_step();
   std::optional<double> evaluate();
+  void prepare_tasks();
+  std::optional<std::vector<TaskResult>> evaluate_tasks();
+  bool val_due() const { return val_ds_ && step_ % cfg_.train.eval_every == 0; }
+  bool tasks_due() const { return !tasks_.empty() && step_ % tasks_every_ == 0; }
   bool run_evaluation();
   int stop_on_signal();
   void log_point(bool force);
@@ -189,6 +203,9 @@ class Trainer {
   std::string run_dir_;
   std::optional<LoadedCheckpoint> resume_;
   std::shared_ptr<const TokenDataset> train_ds_, val_ds_;
+  std::vector<McTask> raw_tasks_;       // train.eval_tasks as read; tokenized into tasks_
+  std::vector<TokenizedTask> tasks_;    // this rank's share of their items tokenized
+  int64_t tasks_every_ = 0;
 
   std::unique_ptr<Mesh> mesh_;
   at::Device device_{at::kCPU};
@@ -322,20 +339,71 @@ std::optional<double> Trainer::evaluate() {
   return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * mesh_->dp);
 }
 
-// Evaluates at step_ and records the result; false when a stop signal cut it short (the checkpoint
-// written next says so, and the resumed run evaluates step_ before its first step).
+// train.eval_tasks: every rank tokenizes its data-parallel share of the items once, with the
+// tokenizer of the training data (the tokenizer service: SentencePiece cannot live in this process).
+void Trainer::prepare_tasks() {
+  if (raw_tasks_.empty()) return;
+  tasks_every_ = cfg_.train.eval_tasks_every > 0 ? cfg_.train.eval_tasks_every : cfg_.train.eval_every;
+  TokenizerSearch found = find_tokenizer("", cfg_);
+  if (found.path.empty())
+    throw JobError(cat("train.eval_tasks: no tokenizer to tokenize them (looked for ", join(found.searched, " and "), ")"), false);
+  std::unique_ptr<TokenizerClient> tok;
+  try {
+    tok = std::make_unique<TokenizerClient>(found.path);
+  } catch (const std::invalid_argument& e) {  // the data's tokenizer file is bad: every rank sees it
+    throw JobError(cat("train.eval_tasks: ", e.what()), false);
+  }
+  const EvalShard shard{mesh_->dp_rank, mesh_->dp, mesh_->dp_mpi};
+  for (auto& t : raw_tasks_) tasks_.push_back(tokenize_task(std::move(t), *tok, shard));
+  raw_tasks_.clear();
+}
+
+// The tasks scored on the model as it is, sharded over the data-parallel ranks (eval_run.h); nullopt
+// when a stop signal cut it short (the ranks agree on the stop before every batch).
+std::optional<std::vector<TaskResult>> Trainer::evaluate_tasks() {
+  PhaseScope range(Phase::Evaluation, "yocotron::eval_tasks");
+  const EvalShard shard{mesh_->dp_rank, mesh_->dp, mesh_->dp_mpi};
+  std::vector<TaskResult> out;
+  for (const auto& t : tasks_) {
+    auto scored = score_task(model_, t, shard, cfg_.train.micro_batch, [this] {
+      hooks_.after_eval_batch();
+      return mesh_->any_rank(stop_requested());
+    });
+    if (!scored) return std::nullopt;
+    out.push_back(scored->result);
+  }
+  return out;
+}
+
+// Evaluates at step_ what is due there (the val loss, the tasks) and records the results; false when
+// a stop signal cut it short (the checkpoint written next says so, and the resumed run evaluates
+// step_ before its first step).
 bool Trainer::run_evaluation() {
-  std::optional<double> v = evaluate();
+  std::optional<double> v;
+  std::optional<std::vector<TaskResult>> tasks;
+  bool stopped = false;
+  if (val_due()) stopped = !(v = evaluate());
+  if (!stopped && tasks_due()) stopped = !(tasks = evaluate_tasks());
   interval_start_ = Clock::now();  // evaluation is not training time
-  if (!v) {
+  if (stopped) {
     eval_pending_ = true;
     return false;
   }
   if (eval_pending_) last_checkpoint_step_ = -1;  // the checkpoint of step_ still lists this evaluation as due
   eval_pending_ = false;
-  if (rank0()) {
-    for (auto& m : metrics_) m->eval({step_, static_cast<int64_t>(consumed_) * cfg_.data.seq_len, *v});
+  if (!rank0()) return true;
+  const int64_t tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
+  if (v) {
+    for (auto& m : metrics_) m->eval({step_, tokens, *v});
     progress_.message(cat("eval at step ", step_, ": val_loss ", *v, ", perplexity ", std::exp(*v)));
+  }
+  if (tasks) {
+    for (auto& m : metrics_) m->tasks({step_, tokens, *tasks});
+    std::vector<std::string> parts;
+    for (const auto& t : *tasks)
+      parts.push_back(cat(t.name, " acc ", format_double(std::round(t.acc * 1e4) / 1e4),
+                          t.acc_norm ? cat(" acc_norm ", format_double(std::round(*t.acc_norm * 1e4) / 1e4)) : "", " (n=", t.n, ")"));
+    progress_.message(cat("tasks at step ", step_, ": ", join(parts, ", ")));
   }
   return true;
 }
@@ -460,6 +528,7 @@ int Trainer::run() {
   }
   build_model_and_optimizer();
   open_data();
+  prepare_tasks();
   if (rank0()) {
     metrics_.push_back(std::make_unique<MetricsFiles>(run_dir_, step_));
     if (cfg_.log.tensorboard) metrics_.push_back(std::make_unique<TensorBoardWriter>(run_dir_, step_));
@@ -474,8 +543,7 @@ int Trainer::run() {
   run_start_ = interval_start_ = Clock::now();
   const int64_t start_step = step_;
   const bool cpu = !device_.is_cuda();
-  const bool eval_due = val_ds_ && step_ % cfg_.train.eval_every == 0;
-  if (eval_pending_ && eval_due && !run_evaluation()) return stop_on_signal();
+  if (eval_pending_ && (val_due() || tasks_due()) && !run_evaluation()) return stop_on_signal();
   eval_pending_ = false;  // no longer due (no val split, or another train.eval_every)
   if (mesh_->any_rank(stop_requested())) return stop_on_signal();  // a signal during a long startup
   while (step_ < cfg_.train.steps) {
@@ -494,7 +562,7 @@ int Trainer::run() {
                  "was written from them, the last good one is kept");
       return 1;
     }
-    if (val_ds_ && step_ % cfg_.train.eval_every == 0 && !run_evaluation()) return stop_on_signal();
+    if ((val_due() || tasks_due()) && !run_evaluation()) return stop_on_signal();
     if (mesh_->any_rank(stop_requested())) return stop_on_signal();
     bool exit_after = cfg_.train.exit_after_steps > 0 && step_ - start_step >= cfg_.train.exit_after_steps;
     if (exit_after) finish_profile();  // the steps recorded so far
