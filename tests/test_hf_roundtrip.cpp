@@ -1,6 +1,7 @@
 // Weights of every architecture survive checkpoint -> export-hf -> model.init_from (hf:DIR and
 // checkpoint:RUN) with the same logits; the recipe settings the weights do not store must agree
-// when loading (an error naming the key); and which parameters AdamW decays per recipe key.
+// when loading (an error naming the key); which parameters AdamW decays per recipe key; and the
+// files export-hf writes for transformers (modeling files + auto_map, tokenizer_config.json).
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -169,4 +170,52 @@ TEST_CASE("AdamW decays the KV mixing weights as model.<arch>.weight_decay says"
   CHECK(tinyllama("yocopp").yocopp.weight_decay);
   CHECK(tinyllama("fusedkv").fusedkv.weight_decay);
   CHECK(tinyllama("resformer").resformer.weight_decay);  // used when λ is made learnable
+}
+
+TEST_CASE("export-hf writes transformers' files: modeling code for non-Llama archs, the tokenizer config", "[hf]") {
+  auto dir = test::temp_dir("hf-files");
+  const std::string modeling = test::read_file(fs::path(test::source_dir()) / "src/model/hf_modeling/modeling_yocotron.py");
+  const std::string configuration = test::read_file(fs::path(test::source_dir()) / "src/model/hf_modeling/configuration_yocotron.py");
+  for (const auto& arch : kArchs) {
+    INFO(arch);
+    fs::path recipe = write_recipe(dir, arch, arch_extra(arch));
+    if (arch == "transformer") {  // a dataset tokenized with --bos, and its tokenizer (bytes are only copied)
+      auto m = json::parse(test::read_file(dir / "data" / "manifest.json"));
+      m["tokenizer"]["add_bos"] = true;
+      test::write_file(dir / "data" / "manifest.json", m.dump(2));
+      test::write_file(dir / "data" / "tokenizer.model", "not really a sentencepiece model");
+    }
+    fs::path out = dir / ("out-" + arch);
+    auto e = test::run_yocotron("export-hf " + recipe.string() + " --out " + out.string());
+    INFO(e.err);
+    REQUIRE(e.exit_code == 0);
+    auto cfg = json::parse(test::read_file(out / "config.json"));
+    CHECK(test::read_file(out / "tokenizer.model") == "not really a sentencepiece model");
+    auto tok = json::parse(test::read_file(out / "tokenizer_config.json"));
+    CHECK(tok["tokenizer_class"] == "LlamaTokenizer");
+    CHECK(tok["add_bos_token"] == true);
+    CHECK(tok["add_eos_token"] == false);
+    if (arch == "transformer") {
+      CHECK(cfg["architectures"] == json::array({"LlamaForCausalLM"}));
+      CHECK(!cfg.contains("auto_map"));
+      CHECK(!fs::exists(out / "modeling_yocotron.py"));
+      CHECK(!fs::exists(out / "configuration_yocotron.py"));
+      continue;
+    }
+    CHECK(cfg["auto_map"]["AutoModelForCausalLM"] == "modeling_yocotron.YocotronForCausalLM");
+    CHECK(cfg["auto_map"]["AutoConfig"] == "configuration_yocotron.YocotronConfig");
+    CHECK(cfg["yocotron_arch"] == arch);
+    CHECK(cfg["use_cache"] == false);
+    CHECK(test::read_file(out / "modeling_yocotron.py") == modeling);  // embedded at build time
+    CHECK(test::read_file(out / "configuration_yocotron.py") == configuration);
+    if (arch == "yocopp") CHECK(cfg["yocopp_scaling_factor"] == 10.0);
+    if (arch == "fusedkv") CHECK(cfg["fusedkv_init"] == "normal");
+    if (arch == "resformer") {
+      CHECK(cfg["resformer_learnable"] == false);
+      CHECK(cfg["resformer_lambda1"] == 0.3);
+      CHECK(cfg["resformer_lambda2"] == 0.8);
+      // Fixed λ are the config's, not tensors.
+      CHECK(!load_safetensors((out / "model.safetensors").string()).tensors.count("model.layers.1.self_attn.v_mix"));
+    }
+  }
 }

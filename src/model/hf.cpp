@@ -9,6 +9,7 @@
 
 #include "yocotron/checkpoint.h"
 #include "yocotron/fileio.h"
+#include "yocotron/hf_modeling.h"
 #include "yocotron/kv_plan.h"
 #include "yocotron/kv_plan_json.h"
 #include "yocotron/safetensors.h"
@@ -111,11 +112,16 @@ void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& op
     cfg["architectures"] = {"LlamaForCausalLM"};
     cfg["model_type"] = "llama";
   } else {
+    // transformers loads these with trust_remote_code: our modeling file rebuilds the KV plan from
+    // yocotron_arch and the plan settings below (hf_modeling.h).
     cfg["architectures"] = {"YocotronForCausalLM"};
     cfg["model_type"] = "yocotron";
-    // The settings the weights do not store travel with them (plan_settings).
+    cfg["auto_map"] = {{"AutoConfig", "configuration_yocotron.YocotronConfig"},
+                       {"AutoModelForCausalLM", "modeling_yocotron.YocotronForCausalLM"}};
     cfg["yocotron_arch"] = m.arch;
     for (const auto& s : plan_settings(m)) cfg[s.hf_key] = setting_json(s);
+    cfg["use_cache"] = false;  // the modeling file runs every position each call (no KV cache)
+    for (const auto& f : hf_modeling_files()) write_text_file_atomic((fs::path(dir) / f.name).string(), f.text);
   }
   Config whole;  // a complete, valid recipe around the model section
   whole.model = m;
