@@ -72,7 +72,7 @@ TEST_CASE("every architecture: checkpoint -> export-hf -> init_from hf: and chec
 
     // Both init_from routes rebuild the model that produced the export's logits.
     auto sample = load_safetensors((hf / "yocotron_sample.safetensors").string()).tensors;
-    for (const std::string from : {"checkpoint:" + run.string(), "hf:" + hf.string()}) {
+    for (const std::string& from : {"checkpoint:" + run.string(), "hf:" + hf.string()}) {
       INFO(from);
       Decoder d = build_decoder(load_config(recipe.string(), {"model.init_from=" + from}));
       torch::NoGradGuard g;
@@ -120,7 +120,7 @@ TEST_CASE("loading weights under other plan settings is an error naming the key"
   CHECK(cfg["yocopp_scaling_factor"] == 35.0);
   cfg["yocopp_scaling_factor"] = 1.0;
   test::write_file(out / "config.json", cfg.dump(2));
-  for (const std::string cmd : {"export-hf hf:" + out.string() + " --out " + (dir / "w").string(),
+  for (const std::string& cmd : {"export-hf hf:" + out.string() + " --out " + (dir / "w").string(),
                                 "generate hf:" + out.string() + " --prompt hi"}) {
     INFO(cmd);
     auto g = test::run_yocotron(cmd);
