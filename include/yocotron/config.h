@@ -18,12 +18,14 @@ struct YocoppConfig {
 
 struct FusedKvConfig {
   std::string init = "normal";  // normal | lite
+  bool weight_decay = false;     // whether AdamW decays the fusion vectors
 };
 
 struct ResformerConfig {
   bool learnable = false;
   double lambda1 = 0.5;  // weight of layer 1's values
   double lambda2 = 0.5;  // weight of the layer's own values
+  bool weight_decay = false;  // whether AdamW decays λ (learnable only)
 };
 
 struct ModelConfig {

@@ -167,14 +167,16 @@ class DecoderImpl : public torch::nn::Module {
   // TP size, the device or the construction order.
   void init_weights(uint64_t seed);
 
-  // Every tensor that defines the model (parameters and fixed mixing weights, not RoPE tables),
-  // by name, at its global unpadded shape. With TP > 1 the shards are gathered over the group.
+  // Every parameter of the model, by name, at its global unpadded shape (not RoPE tables, not
+  // fixed mixing weights: those follow from the recipe, see plan_settings in kv_plan.h). With TP > 1 the shards are gathered over the group.
   std::map<std::string, at::Tensor> global_state();
   // Copies global tensors into this rank's shards. Every model tensor must be present with its
   // global shape; a missing, unexpected or misshapen one is an error naming it and `source`.
   void load_global_state(const std::map<std::string, at::Tensor>& tensors, const std::string& source);
   // Tensors of global_state(), in module order.
   std::vector<std::pair<std::string, at::Tensor>> state_tensors();
+  // The KV mixing weights, learnable (parameters) and fixed (buffers), in module order.
+  std::vector<std::pair<std::string, at::Tensor>> mix_tensors();
 
   const ModelConfig& config() const { return cfg_; }
   const KvPlan& plan() const { return plan_; }

@@ -1,8 +1,10 @@
 // Hugging Face interop. `transformer` models export as LlamaForCausalLM (model.safetensors +
 // config.json) that transformers loads directly: our parameter names are Llama's and our RoPE uses
 // the same half-split layout, so no weight permutation is needed. Other architectures export the
-// same files with model_type "yocotron" and the recipe and KV plan inside config.json, for our own
-// loader. Import accepts both (a Llama directory such as a TinyLlama checkpoint, or our export).
+// same files with model_type "yocotron", the recipe and KV plan inside config.json (for our own
+// loader), the plan settings at its top level, and our modeling files with an auto_map (for
+// transformers with trust_remote_code, hf_modeling.h). Import accepts both (a Llama directory such
+// as a TinyLlama checkpoint, or our export) and refuses plan settings that differ from the model's.
 #pragma once
 #include <string>
 
@@ -16,7 +18,8 @@ struct HfExportOptions {
   uint64_t sample_seed = 0;
 };
 
-// Writes DIR/model.safetensors, then DIR/config.json (and the sample). Between tensors it honours
+// Writes DIR/model.safetensors, then DIR/config.json (and the sample; for non-Llama architectures
+// DIR/modeling_yocotron.py and DIR/configuration_yocotron.py). Between tensors it honours
 // a stop signal (stop_signal.h): it throws Stopped, leaving no new model.safetensors or config.json.
 void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& opts);
 

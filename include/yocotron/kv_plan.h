@@ -72,6 +72,17 @@ const Architecture* find_architecture(const std::string& name);
 const std::vector<std::string>& architecture_names();
 KvPlan make_kv_plan(const ModelConfig& m);
 
+// The recipe keys, besides the shape, that the model's function depends on and that its weights
+// do not store: model.yocopp.scaling_factor, model.fusedkv.init, model.resformer.{learnable,
+// lambda1, lambda2} for the architectures that use them (the plan is rebuilt from these). Loading
+// weights under other values is an error naming the key (hf.cpp); exports carry them (config.json).
+struct PlanSetting {
+  std::string key;      // recipe key, e.g. model.yocopp.scaling_factor
+  std::string hf_key;   // its field in an exported config.json, e.g. yocopp_scaling_factor
+  std::string value;    // as text (format_double / true|false / the string)
+};
+std::vector<PlanSetting> plan_settings(const ModelConfig& m);
+
 // "own", "layer 3", "0.00*L1 + 0.03*self (x35)": a short human description of a source
 // (layers printed 1-based, as in the papers).
 std::string describe(const KvSource& s);

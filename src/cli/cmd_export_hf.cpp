@@ -1,7 +1,10 @@
-// `yocotron export-hf SOURCE --out DIR`: Hugging Face model.safetensors + config.json, and the
-// model's tokenizer.model when one is found (model_source.h), so that DIR is complete for `generate`.
+// `yocotron export-hf SOURCE --out DIR`: Hugging Face model.safetensors + config.json (and, for
+// the non-Llama architectures, the modeling files that transformers loads with trust_remote_code),
+// and the model's tokenizer.model when one is found (model_source.h) with a tokenizer_config.json
+// for transformers' LlamaTokenizer, so that DIR is complete for `generate` and for lm-eval.
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "yocotron/cli_args.h"
@@ -13,12 +16,55 @@
 #include "yocotron/stop_signal.h"
 
 namespace yt::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Whether our token streams start with BOS: the dataset's manifest says (`tokenize --bos`); a
+// directory that already has a tokenizer_config.json (hf:DIR) keeps its own. false otherwise.
+struct BosRule {
+  bool add_bos = false;
+  std::string why;
+};
+
+BosRule bos_rule(const std::string& tokenizer_path) {
+  fs::path manifest = fs::path(tokenizer_path).parent_path() / "manifest.json";
+  if (fs::is_regular_file(manifest)) {
+    try {
+      auto j = nlohmann::json::parse(read_text_file(manifest.string()));
+      if (j.value("format", "") == "yocotron-dataset" && j.contains("tokenizer"))
+        return {j["tokenizer"].value("add_bos", false), manifest.string() + " (tokenizer.add_bos)"};
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  return {false, "no dataset manifest beside the tokenizer: documents were tokenized without BOS"};
+}
+
+// LlamaTokenizer over our SentencePiece model (ids: <unk> 0, <s> 1, </s> 2, as `tokenize` trains).
+std::string tokenizer_config(const BosRule& bos, int64_t max_len) {
+  nlohmann::json j = {{"tokenizer_class", "LlamaTokenizer"},
+                      {"add_bos_token", bos.add_bos},
+                      {"add_eos_token", false},
+                      {"bos_token", "<s>"},
+                      {"eos_token", "</s>"},
+                      {"unk_token", "<unk>"},
+                      {"pad_token", nullptr},
+                      {"legacy", true},
+                      {"clean_up_tokenization_spaces", false},
+                      {"model_max_length", max_len}};
+  return j.dump(2) + "\n";
+}
+
+}  // namespace
 
 int run_export_hf(const Args& args) {
   ArgParser p("export-hf", "Write a model as Hugging Face files (model.safetensors + config.json). A `transformer`\n"
-                           "loads with transformers.LlamaForCausalLM.from_pretrained(DIR); other architectures carry\n"
-                           "their recipe and KV plan in config.json for yocotron's own loader (model.init_from: hf:DIR).\n"
-                           "The model's tokenizer.model (as `generate` finds it) is copied into DIR when there is one.");
+                           "loads with transformers.LlamaForCausalLM.from_pretrained(DIR); other architectures add\n"
+                           "modeling_yocotron.py + configuration_yocotron.py (auto_map), so that\n"
+                           "AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True) loads them; config.json also\n"
+                           "carries the recipe and KV plan for yocotron's own loader (model.init_from: hf:DIR).\n"
+                           "The model's tokenizer.model (as `generate` finds it) is copied into DIR when there is one, with a\n"
+                           "tokenizer_config.json (LlamaTokenizer; add_bos_token as the dataset was tokenized).");
   p.positional("SOURCE", "a checkpoint directory, a run directory (its newest valid checkpoint), hf:DIR, or a "
                          "recipe (its initial weights, after model.init_from)", true)
       .option("--out", "DIR", "output directory (created)")
@@ -65,11 +111,22 @@ int run_export_hf(const Args& args) {
               << " has none: give `generate` --tokenizer FILE.model\n";
     return 0;
   }
-  const std::string copy = (std::filesystem::path(out) / "tokenizer.model").string();
+  const std::string copy = (fs::path(out) / "tokenizer.model").string();
   std::error_code same_file_unknown;
-  if (std::filesystem::equivalent(tok.path, copy, same_file_unknown)) return 0;  // hf:DIR exported into DIR
-  write_text_file_atomic(copy, read_text_file(tok.path));
-  std::cout << "copied " << tok.path << " to " << copy << "\n";
+  if (!fs::equivalent(tok.path, copy, same_file_unknown)) {  // hf:DIR exported into DIR: already there
+    write_text_file_atomic(copy, read_text_file(tok.path));
+    std::cout << "copied " << tok.path << " to " << copy << "\n";
+  }
+  const fs::path theirs = fs::path(tok.path).parent_path() / "tokenizer_config.json";
+  const std::string config_out = (fs::path(out) / "tokenizer_config.json").string();
+  if (fs::is_regular_file(theirs)) {  // an HF directory's own settings win
+    if (!fs::equivalent(theirs, config_out, same_file_unknown)) write_text_file_atomic(config_out, read_text_file(theirs.string()));
+    return 0;
+  }
+  BosRule bos = bos_rule(tok.path);
+  write_text_file_atomic(config_out, tokenizer_config(bos, cfg.model.max_seq_len));
+  std::cout << "wrote " << config_out << " (LlamaTokenizer, add_bos_token=" << (bos.add_bos ? "true" : "false")
+            << ": " << bos.why << ")\n";
   return 0;
 }
 

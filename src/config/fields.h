@@ -32,9 +32,11 @@ void visit_fields(C& c, V&& v) {
   v("model.yocopp.scaling_factor", m.yocopp.scaling_factor, Choices{});
   v("model.yocopp.weight_decay", m.yocopp.weight_decay, Choices{});
   v("model.fusedkv.init", m.fusedkv.init, Choices{"normal", "lite"});
+  v("model.fusedkv.weight_decay", m.fusedkv.weight_decay, Choices{});
   v("model.resformer.learnable", m.resformer.learnable, Choices{});
   v("model.resformer.lambda1", m.resformer.lambda1, Choices{});
   v("model.resformer.lambda2", m.resformer.lambda2, Choices{});
+  v("model.resformer.weight_decay", m.resformer.weight_decay, Choices{});
 
   auto& d = c.data;
   v("data.train", d.train, Choices{});

@@ -82,8 +82,7 @@ void DecoderImpl::to_inference(const at::Device& device, at::ScalarType dtype) {
   to(device, dtype);
   torch::NoGradGuard no_grad;
   // Mixing weights stay fp32, as the training step keeps them (ShardSpec::keep_fp32).
-  for (auto& [name, t] : state_tensors())
-    if (ends_with(name, "k_mix") || ends_with(name, "v_mix")) t.set_data(t.to(at::kFloat));
+  for (auto& [name, t] : mix_tensors()) t.set_data(t.to(at::kFloat));
   auto [c, s] = rope_tables(cfg_.head_dim(), cfg_.max_seq_len, cfg_.rope_theta);
   rope_cos_.set_data(c.to(device));
   rope_sin_.set_data(s.to(device));

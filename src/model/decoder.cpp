@@ -207,9 +207,18 @@ at::Tensor local_shard(const at::Tensor& global, const ShardSpec& spec, int rank
   return full.chunk(size, spec.split_dim)[rank];
 }
 
+// Parameters only: fixed mixing weights (buffers) are a function of the recipe (ResFormer's λ), so
+// checkpoints, exports and init_from carry the recipe keys instead, and loaders compare those.
 std::vector<std::pair<std::string, at::Tensor>> DecoderImpl::state_tensors() {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (auto& p : named_parameters()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> DecoderImpl::mix_tensors() {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& p : named_parameters())
+    if (is_mix_weight(p.key())) out.emplace_back(p.key(), p.value());
   for (auto& b : named_buffers())
     if (is_mix_weight(b.key())) out.emplace_back(b.key(), b.value());
   return out;

@@ -9,6 +9,8 @@
 
 #include "yocotron/checkpoint.h"
 #include "yocotron/fileio.h"
+#include "yocotron/hf_modeling.h"
+#include "yocotron/kv_plan.h"
 #include "yocotron/kv_plan_json.h"
 #include "yocotron/safetensors.h"
 #include "yocotron/stop_signal.h"
@@ -44,6 +46,21 @@ json llama_fields(const ModelConfig& m) {
           {"initializer_range", m.init_std},
           {"pretraining_tp", 1},
           {"use_cache", true}};
+}
+
+// A plan setting as config.json holds it: a number, a boolean or a string.
+json setting_json(const PlanSetting& s) {
+  if (s.value == "true" || s.value == "false") return s.value == "true";
+  if (s.key == "model.fusedkv.init") return s.value;
+  return std::stod(s.value);
+}
+
+std::string setting_text(const json& v) {
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  if (v.is_number()) return format_double(v.get<double>());
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
 }
 
 json read_json(const std::string& path) {
@@ -95,8 +112,16 @@ void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& op
     cfg["architectures"] = {"LlamaForCausalLM"};
     cfg["model_type"] = "llama";
   } else {
+    // transformers loads these with trust_remote_code: our modeling file rebuilds the KV plan from
+    // yocotron_arch and the plan settings below (hf_modeling.h).
     cfg["architectures"] = {"YocotronForCausalLM"};
     cfg["model_type"] = "yocotron";
+    cfg["auto_map"] = {{"AutoConfig", "configuration_yocotron.YocotronConfig"},
+                       {"AutoModelForCausalLM", "modeling_yocotron.YocotronForCausalLM"}};
+    cfg["yocotron_arch"] = m.arch;
+    for (const auto& s : plan_settings(m)) cfg[s.hf_key] = setting_json(s);
+    cfg["use_cache"] = false;  // the modeling file runs every position each call (no KV cache)
+    for (const auto& f : hf_modeling_files()) write_text_file_atomic((fs::path(dir) / f.name).string(), f.text);
   }
   Config whole;  // a complete, valid recipe around the model section
   whole.model = m;
@@ -118,8 +143,30 @@ void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& op
 ModelConfig model_config_from_hf(const std::string& dir) {
   std::string file = (fs::path(dir) / "config.json").string();
   json j = read_json(file);
-  if (j.contains("yocotron") && j["yocotron"].contains("config_yaml"))
-    return config_from_yaml(j["yocotron"]["config_yaml"].get<std::string>(), {}, file).model;
+  if (j.contains("yocotron") && j["yocotron"].contains("config_yaml")) {
+    ModelConfig m = config_from_yaml(j["yocotron"]["config_yaml"].get<std::string>(), {}, file).model;
+    // transformers reads the top-level fields, we read the embedded recipe: both must say the same.
+    std::vector<std::string> problems;
+    auto check = [&](const std::string& key, const std::string& recipe_key, const std::string& ours) {
+      if (!j.contains(key)) return;  // older exports: the recipe alone
+      std::string theirs = setting_text(j[key]);
+      if (theirs != ours)
+        problems.push_back(cat(file, ": \"", key, "\" is ", theirs, " but the embedded recipe has ", recipe_key, "=", ours,
+                               " (edit both or re-export)"));
+    };
+    check("yocotron_arch", "model.arch", m.arch);
+    check("num_hidden_layers", "model.n_layers", std::to_string(m.n_layers));
+    check("hidden_size", "model.d_model", std::to_string(m.d_model));
+    check("num_attention_heads", "model.n_heads", std::to_string(m.n_heads));
+    check("num_key_value_heads", "model.n_kv_heads", std::to_string(m.n_kv_heads));
+    check("intermediate_size", "model.d_ffn", std::to_string(m.d_ffn));
+    check("vocab_size", "model.vocab_size", std::to_string(m.vocab_size));
+    check("rope_theta", "model.rope_theta", format_double(m.rope_theta));
+    check("rms_norm_eps", "model.norm_eps", format_double(m.norm_eps));
+    for (const auto& s : plan_settings(m)) check(s.hf_key, s.key, s.value);
+    if (!problems.empty()) throw ConfigError(problems);
+    return m;
+  }
   std::string type = j.value("model_type", std::string());
   if (type != "llama") throw std::runtime_error(cat(file, ": model_type \"", type, "\" is neither llama nor yocotron"));
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
@@ -163,7 +210,15 @@ void load_hf_weights(Decoder& model, const std::string& dir) {
   same("model.vocab_size", ours.vocab_size, theirs.vocab_size, "vocab_size");
   same("model.rope_theta", ours.rope_theta, theirs.rope_theta, "rope_theta");
   same("model.norm_eps", ours.norm_eps, theirs.norm_eps, "rms_norm_eps");
-  if (!problems.empty()) throw std::runtime_error(join(problems, "\n"));
+  if (problems.empty()) {  // same architecture: the settings the weights do not store must agree too
+    auto mine = plan_settings(ours), saved = plan_settings(theirs);
+    for (size_t i = 0; i < mine.size() && i < saved.size(); ++i)
+      if (mine[i].value != saved[i].value)
+        problems.push_back(cat("model.init_from: ", mine[i].key, "=", mine[i].value, " but ", file, " has ",
+                               saved[i].hf_key, "=", saved[i].value, " (the weights were trained with it; set ",
+                               mine[i].key, ": ", saved[i].value, ")"));
+  }
+  if (!problems.empty()) throw ConfigError(problems);
 
   std::vector<std::string> files;
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
@@ -185,6 +240,10 @@ void load_hf_weights(Decoder& model, const std::string& dir) {
   }
   if (!tensors.count("lm_head.weight") && tensors.count("embed_tokens.weight"))
     tensors["lm_head.weight"] = tensors["embed_tokens.weight"];  // tie_word_embeddings: true
+  // Exports made before fixed mixing weights left the state carry them: the recipe's λ (checked
+  // above) decides, the stored copy is dropped.
+  for (const auto& b : model->named_buffers())
+    if (ends_with(b.key(), "_mix")) tensors.erase(b.key());
   model->load_global_state(tensors, dir);
 }
 
@@ -207,7 +266,7 @@ void apply_init_from(Decoder& model, const std::string& init_from) {
     for (const auto& d : model_differences(theirs, model->config()))
       problems.push_back(cat("model.init_from=", init_from, ": ", d.key, "=", d.is, " but the checkpoint's model (",
                              ck.dir, "/config.yaml) has ", d.key, "=", d.was));
-    if (!problems.empty()) throw std::runtime_error(join(problems, "\n"));
+    if (!problems.empty()) throw ConfigError(problems);
     return model->load_global_state(ck.tensors.model, ck.dir);
   }
   throw std::runtime_error(cat("model.init_from: expected hf:DIR or checkpoint:DIR, found '", init_from, "'"));

@@ -95,6 +95,7 @@ KvPlan fusedkv_plan(const ModelConfig& m) {
     s.w1_init = w_middle;
     s.random_init = !lite;
     s.learnable = true;
+    s.weight_decay = m.fusedkv.weight_decay;
     return s;
   };
   // "lite" starts as FusedKV-Lite: K = K_n (a=0, a'=1), V = V_1 (b=1, b'=0).
@@ -139,6 +140,7 @@ KvPlan resformer_plan(const ModelConfig& m) {
   mix.w0_init = m.resformer.lambda1;
   mix.w1_init = m.resformer.lambda2;
   mix.learnable = m.resformer.learnable;
+  mix.weight_decay = m.resformer.learnable && m.resformer.weight_decay;
   for (int i = 0; i < n_layers(m); ++i) p.layers.push_back(layer_plan(i, kv_heads(m), own(), i == 0 ? own() : mix));
   return p;
 }
@@ -240,6 +242,17 @@ ParamCounts count_parameters(const ModelConfig& m, const KvPlan& plan) {
   c.embedding = embedding.value();
   c.total = total.value();
   return c;
+}
+
+std::vector<PlanSetting> plan_settings(const ModelConfig& m) {
+  auto b = [](bool v) { return std::string(v ? "true" : "false"); };
+  if (m.arch == "yocopp") return {{"model.yocopp.scaling_factor", "yocopp_scaling_factor", format_double(m.yocopp.scaling_factor)}};
+  if (m.arch == "fusedkv") return {{"model.fusedkv.init", "fusedkv_init", m.fusedkv.init}};
+  if (m.arch == "resformer")
+    return {{"model.resformer.learnable", "resformer_learnable", b(m.resformer.learnable)},
+            {"model.resformer.lambda1", "resformer_lambda1", format_double(m.resformer.lambda1)},
+            {"model.resformer.lambda2", "resformer_lambda2", format_double(m.resformer.lambda2)}};
+  return {};
 }
 
 std::string describe(const KvSource& s) {
