@@ -114,6 +114,7 @@ TEST_CASE("early exit starts at the first layer that stores no K/V", "[generate]
   CHECK(Decoder(gen_config("fusedkv"))->early_exit_layer() == 2);
   CHECK(Decoder(gen_config("cla2"))->early_exit_layer() == 3);  // layer 4 reuses layer 3's
   CHECK(Decoder(gen_config("skipv1"))->early_exit_layer() == 4);
+  for (const char* arch : {"yoco_swa", "yoco_gret", "yocou"}) CHECK(Decoder(gen_config(arch))->early_exit_layer() == 2);
 }
 
 TEST_CASE("cache bytes equal the plan's bytes per token for every architecture", "[generate]") {
@@ -122,8 +123,17 @@ TEST_CASE("cache bytes equal the plan's bytes per token for every architecture",
     ModelConfig m = gen_config(arch);
     Decoder d(m);
     const int64_t per_token = d->plan().kv_cache_bytes_per_token(m.head_dim(), 4);  // fp32 cache
+    const int64_t constant = d->plan().kv_cache_constant_bytes(m.head_dim(), m.n_heads, 4);
     KvCache cache = cache_for(d, 3, 10);
-    CHECK(cache.bytes() == 3 * 10 * per_token);
+    CHECK(cache.bytes() == 3 * (10 * per_token + constant));
+    // The original YOCO family by hand: one global K^, V^ per token (2 x 2 KV heads x 8 x 4 bytes),
+    // plus per sequence 2 self-decoder layers' windows of W = 4 (x 2 loops for yocou) or their
+    // fp32 8x8 retention states for 4 heads.
+    if (arch == "yoco_swa" || arch == "yoco_gret" || arch == "yocou") CHECK(per_token == 2 * 2 * 8 * 4);
+    if (arch == "yoco_swa") CHECK(constant == 2 * 4 * 2 * 2 * 8 * 4);
+    if (arch == "yocou") CHECK(constant == 2 * 2 * 4 * 2 * 2 * 8 * 4);
+    if (arch == "yoco_gret") CHECK(constant == 2 * 4 * 8 * 8 * 4);
+    if (arch == "yoco_swa" || arch == "yoco_gret" || arch == "yocou") continue;
     // The same figure by hand for the transformer: 2 (K, V) x layers x kv heads x head dim x 4 bytes.
     if (arch == "transformer") CHECK(per_token == 2 * 4 * 2 * 8 * 4);
     if (arch == "yoco" || arch == "yocopp") CHECK(per_token == 2 * 2 * 2 * 8 * 4);
@@ -147,7 +157,8 @@ TEST_CASE("greedy generation with the cache gives the tokens of repeated full fo
     CHECK(steps == 12);
     CHECK(r.tokens[0] == greedy_by_full_forward(d, prompt, 12));
     CHECK(r.decode_tokens == 11);
-    CHECK(r.kv_cache_bytes == (5 + 12) * d->plan().kv_cache_bytes_per_token(m.head_dim(), 4));
+    CHECK(r.kv_cache_bytes == (5 + 12) * d->plan().kv_cache_bytes_per_token(m.head_dim(), 4) +
+                                  d->plan().kv_cache_constant_bytes(m.head_dim(), m.n_heads, 4));
   }
 }
 
