@@ -80,7 +80,9 @@ struct Ref {
     auto ca = c.accessor<double, 2>(), sa = sn.accessor<double, 2>();
     for (int64_t p = 0; p < T; ++p) {
       for (int64_t i = 0; i < half; ++i) {
-        double ang = p * std::pow(m.rope_theta, -2.0 * i / dh);
+        // model.yoco.rope_freqs: linspace = the original YOCO code's theta^(-linspace(0, 1, dh/2)).
+        double expo = m.yoco.rope_freqs == "linspace" ? (half > 1 ? static_cast<double>(i) / (half - 1) : 0.0) : 2.0 * i / dh;
+        double ang = p * std::pow(m.rope_theta, -expo);
         ca[p][i] = std::cos(ang);
         sa[p][i] = std::sin(ang);
       }
@@ -458,4 +460,35 @@ TEST_CASE("yocou: the shared block's gradient is the sum of an unrolled referenc
     ++checked;
   }
   CHECK(checked == 2 * 9);  // 2 self-decoder layers x (q, k, v, o, gate, up, down, 2 norms)
+}
+
+TEST_CASE("original YOCO switches: embedding scale, linspace RoPE frequencies, no RoPE in the cross-decoder", "[yoco]") {
+  for (const char* arch : {"yoco_swa", "yoco_gret", "yocou"}) {
+    ModelConfig m = small_config(arch, 4);
+    m.yoco.embed_scale = true;
+    m.yoco.rope_freqs = "linspace";
+    m.yoco.cross_rope = std::string(arch) != "yoco_swa";
+    Decoder d = make_model(m);
+    perturb(d, 12);
+    auto tokens = tokens_for(m, 3, 9, 8);
+    INFO(arch);
+    CHECK(max_diff(d->forward(tokens), Ref(d).logits(tokens)) <= 1e-5);
+    // Each switch changes the function (so the reference above is not passing by accident).
+    ModelConfig plain = small_config(arch, 4);
+    plain.yoco.cross_rope = m.yoco.cross_rope;
+    Decoder p = make_model(plain);
+    perturb(p, 12);
+    CHECK(max_diff(d->forward(tokens), p->forward(tokens)) > 1e-3);
+  }
+  // A wrong value: one line naming the key.
+  for (const char* bad : {"model.yoco.window=0", "model.yoco.loops=0", "model.yoco.chunk=-1", "model.yoco.rope_freqs=xyz"}) {
+    INFO(bad);
+    try {
+      config_from_yaml("model:\n  arch: yocou\n", {bad});
+      FAIL("accepted");
+    } catch (const ConfigError& e) {
+      REQUIRE(e.problems().size() == 1);
+      CHECK(e.problems()[0].find(split(bad, '=')[0]) != std::string::npos);
+    }
+  }
 }
