@@ -250,17 +250,21 @@ TEST_CASE("generate rejects empty prompts and prompts that do not fit max_seq_le
 TEST_CASE("bench --part decode and prefill on the CPU: KV bytes from the plan, then compare --inference draws them", "[generate]") {
   auto dir = test::temp_dir("bench_inference");
   std::string lines;
-  for (const char* arch : {"transformer", "yocopp"}) {
+  for (const char* arch : {"transformer", "yocopp", "yoco_swa", "yoco_gret", "yocou"}) {
+    INFO(arch);
     auto decode = test::run_yocotron(std::string("bench --config ") + test::source_dir() + "/recipes/tiny/" + arch +
                                      ".yaml --part decode --lengths 12,20 --batch 3");
     REQUIRE(decode.exit_code == 0);
     auto j = nlohmann::json::parse(decode.out);
     ModelConfig m = load_config(test::source_dir() + "/recipes/tiny/" + std::string(arch) + ".yaml").model;
     const int64_t per_token = make_kv_plan(m).kv_cache_bytes_per_token(m.head_dim(), 4);  // fp32 on the CPU
+    // Windows and retention states (original YOCO family): a constant per sequence.
+    const int64_t constant = make_kv_plan(m).kv_cache_constant_bytes(m.head_dim(), m.n_heads, 4);
     CHECK(j["kv_bytes_per_token"] == per_token);
+    CHECK(j["kv_constant_bytes_per_sequence"] == constant);
     REQUIRE(j["results"].size() == 2);
-    CHECK(j["results"][0]["kv_cache_bytes"] == 3 * (5 + 12) * per_token);
-    CHECK(j["results"][1]["kv_cache_bytes"] == 3 * (5 + 20) * per_token);
+    CHECK(j["results"][0]["kv_cache_bytes"] == 3 * ((5 + 12) * per_token + constant));
+    CHECK(j["results"][1]["kv_cache_bytes"] == 3 * ((5 + 20) * per_token + constant));
     CHECK(j["results"][1]["tokens_per_s"].get<double>() > 0);
     auto prefill = test::run_yocotron(std::string("bench --config ") + test::source_dir() + "/recipes/tiny/" + arch +
                                       ".yaml --part prefill --lengths 16,32 --batch 1 --repeats 1");
@@ -277,7 +281,7 @@ TEST_CASE("bench --part decode and prefill on the CPU: KV bytes from the plan, t
   test::write_file(dir / "bad.jsonl", lines + "{oops\n");
   auto bad = test::run_yocotron("compare --inference " + (dir / "bad.jsonl").string() + " --out " + (dir / "o2").string());
   CHECK(bad.exit_code == 1);
-  CHECK_THAT(bad.err, ContainsSubstring("bad.jsonl:5: not a bench prefill/decode result"));
+  CHECK_THAT(bad.err, ContainsSubstring("bad.jsonl:11: not a bench prefill/decode result"));
   auto usage = test::run_yocotron("bench --config " + test::source_dir() + "/recipes/tiny/yocopp.yaml --part decode --batch 0");
   CHECK(usage.exit_code == 2);
 }
