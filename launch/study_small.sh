@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The small-scale GPU study of docs/results.md: the ~125M recipes of five architectures on the same
+# The small-scale GPU study of docs/results.md: the ~125M recipes of eight architectures on the same
 # data and token budget, two seeds for transformer and yocopp, then `yocotron compare`.
 #   launch/study_small.sh [STEPS]     (env: YOCOTRON=build-gpu/bin/yocotron DATA=data/study VOCAB=8192 RUNS=runs/study)
 set -euo pipefail
@@ -16,7 +16,7 @@ run() {  # ARCH SEED
     2>&1 | grep -E "training|finished|error" || true
 }
 for arch in transformer yocopp; do run $arch 1; done
-for arch in yoco fusedkv fusedkv_lite; do run $arch 1; done
+for arch in yoco fusedkv fusedkv_lite yoco_swa yoco_gret yocou; do run $arch 1; done
 for arch in transformer yocopp; do run $arch 2; done
 "$Y" compare "$RUNS"/transformer-s1 "$RUNS"/transformer-s2 "$RUNS"/yoco-s1 "$RUNS"/yocopp-s1 "$RUNS"/yocopp-s2 \
-  "$RUNS"/fusedkv-s1 "$RUNS"/fusedkv_lite-s1 --out "$RUNS/compare" --smooth 5 | sed -n '/^| run/,/^$/p'
+  "$RUNS"/fusedkv-s1 "$RUNS"/fusedkv_lite-s1 "$RUNS"/yoco_swa-s1 "$RUNS"/yoco_gret-s1 "$RUNS"/yocou-s1 --out "$RUNS/compare" --smooth 5 | sed -n '/^| run/,/^$/p'

@@ -55,6 +55,10 @@ ModelConfig small_model(const std::string& arch, int64_t layers) {
   m.vocab_size = 50;
   m.max_seq_len = 16;
   m.attention = "math";
+  // Original YOCO family: a window, loops and retention chunks shorter than the tests' sequences.
+  m.yoco.window = 4;
+  m.yoco.loops = 2;
+  m.yoco.chunk = 4;
   return m;
 }
 

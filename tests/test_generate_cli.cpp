@@ -24,16 +24,17 @@ namespace {
 
 const char* kPrompt = "The jury said";
 
-std::string recipe_text(const fs::path& dataset, int64_t steps) {
-  return "model:\n  arch: yocopp\n  n_layers: 4\n  d_model: 64\n  n_heads: 4\n  n_kv_heads: 2\n  d_ffn: 128\n"
+std::string recipe_text(const fs::path& dataset, int64_t steps, const std::string& arch = "yocopp") {
+  return "model:\n  arch: " + arch + "\n  yoco:\n    window: 8\n    loops: 2\n    chunk: 8\n  n_layers: 4\n  d_model: 64\n  n_heads: 4\n  n_kv_heads: 2\n  d_ffn: 128\n"
          "  vocab_size: 512\n  max_seq_len: 48\n  attention: math\n"
          "data:\n  train: " + (dataset / "train").string() + "\n  seq_len: 32\n"
          "train:\n  steps: " + std::to_string(steps) + "\n  micro_batch: 8\n  global_batch: 8\n  lr: 0.01\n"
          "  min_lr: 0.001\n  warmup_steps: 5\ncheckpoint:\n  every: 0\nlog:\n  every: 10\n";
 }
 
-test::ProcResult train(const fs::path& dir, const fs::path& dataset, int64_t steps, const fs::path& run) {
-  test::write_file(dir / (run.filename().string() + ".yaml"), recipe_text(dataset, steps));
+test::ProcResult train(const fs::path& dir, const fs::path& dataset, int64_t steps, const fs::path& run,
+                       const std::string& arch = "yocopp") {
+  test::write_file(dir / (run.filename().string() + ".yaml"), recipe_text(dataset, steps, arch));
   return test::run_yocotron("train --config " + (dir / (run.filename().string() + ".yaml")).string() + " --run-dir " +
                             run.string());
 }
@@ -116,6 +117,24 @@ TEST_CASE("generate: greedy ids equal generate() on the checkpoint; the text is 
   REQUIRE(text.exit_code == 0);
   CHECK(text.out == kPrompt + j["text"].get<std::string>() + "\n");
   CHECK_THAT(text.err, ContainsSubstring("tokens/s"));
+}
+
+TEST_CASE("generate: the original YOCO family (windows, retention, loops) from a trained run", "[generate_cli]") {
+  const TrainedRun& t = trained();
+  TokenizerClient tok((t.dataset / "tokenizer.model").string());
+  const std::vector<int64_t> prompt = tok.encode(kPrompt);
+  for (const char* arch : {"yoco_swa", "yoco_gret", "yocou"}) {
+    INFO(arch);
+    fs::path run = t.dir / (std::string("run_") + arch);
+    auto r = train(t.dir, t.dataset, 6, run, arch);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    // 12 new tokens after the prompt: the window of 8 wraps in the cache.
+    json j = generate_json(run.string(), std::string("--prompt '") + kPrompt + "' --temperature 0 --max-new-tokens 12");
+    CHECK(j["output_ids"].get<std::vector<int64_t>>() == greedy_here(run, prompt, 12));
+    json full = generate_json(run.string(), std::string("--prompt '") + kPrompt + "' --temperature 0 --max-new-tokens 12 --no-early-exit");
+    CHECK(full["output_ids"] == j["output_ids"]);
+  }
 }
 
 TEST_CASE("generate: a seed repeats its samples; batches and prompt files", "[generate_cli]") {

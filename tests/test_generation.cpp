@@ -115,6 +115,7 @@ TEST_CASE("early exit starts at the first layer that stores no K/V", "[generate]
   CHECK(Decoder(gen_config("fusedkv"))->early_exit_layer() == 2);
   CHECK(Decoder(gen_config("cla2"))->early_exit_layer() == 3);  // layer 4 reuses layer 3's
   CHECK(Decoder(gen_config("skipv1"))->early_exit_layer() == 4);
+  for (const char* arch : {"yoco_swa", "yoco_gret", "yocou"}) CHECK(Decoder(gen_config(arch))->early_exit_layer() == 2);
 }
 
 TEST_CASE("cache bytes equal the plan's bytes per token for every architecture", "[generate]") {
@@ -123,8 +124,17 @@ TEST_CASE("cache bytes equal the plan's bytes per token for every architecture",
     ModelConfig m = gen_config(arch);
     Decoder d(m);
     const int64_t per_token = d->plan().kv_cache_bytes_per_token(m.head_dim(), 4);  // fp32 cache
+    const int64_t constant = d->plan().kv_cache_constant_bytes(m.head_dim(), m.n_heads, 4);
     KvCache cache = cache_for(d, 3, 10);
-    CHECK(cache.bytes() == 3 * 10 * per_token);
+    CHECK(cache.bytes() == 3 * (10 * per_token + constant));
+    // The original YOCO family by hand: one global K^, V^ per token (2 x 2 KV heads x 8 x 4 bytes),
+    // plus per sequence 2 self-decoder layers' windows of W = 4 (x 2 loops for yocou) or their
+    // fp32 8x8 retention states for 4 heads.
+    if (arch == "yoco_swa" || arch == "yoco_gret" || arch == "yocou") CHECK(per_token == 2 * 2 * 8 * 4);
+    if (arch == "yoco_swa") CHECK(constant == 2 * 4 * 2 * 2 * 8 * 4);
+    if (arch == "yocou") CHECK(constant == 2 * 2 * 4 * 2 * 2 * 8 * 4);
+    if (arch == "yoco_gret") CHECK(constant == 2 * 4 * 8 * 8 * 4);
+    if (arch == "yoco_swa" || arch == "yoco_gret" || arch == "yocou") continue;
     // The same figure by hand for the transformer: 2 (K, V) x layers x kv heads x head dim x 4 bytes.
     if (arch == "transformer") CHECK(per_token == 2 * 4 * 2 * 8 * 4);
     if (arch == "yoco" || arch == "yocopp") CHECK(per_token == 2 * 2 * 2 * 8 * 4);
@@ -148,7 +158,8 @@ TEST_CASE("greedy generation with the cache gives the tokens of repeated full fo
     CHECK(steps == 12);
     CHECK(r.tokens[0] == greedy_by_full_forward(d, prompt, 12));
     CHECK(r.decode_tokens == 11);
-    CHECK(r.kv_cache_bytes == (5 + 12) * d->plan().kv_cache_bytes_per_token(m.head_dim(), 4));
+    CHECK(r.kv_cache_bytes == (5 + 12) * d->plan().kv_cache_bytes_per_token(m.head_dim(), 4) +
+                                  d->plan().kv_cache_constant_bytes(m.head_dim(), m.n_heads, 4));
   }
 }
 
@@ -181,6 +192,14 @@ TEST_CASE("a decode step addressed from the device (the CUDA-graph step) equals 
     INFO(arch);
     ModelConfig m = gen_config(arch);
     Decoder d = trained_model(m);
+    if (d->plan().has_global_kv()) {  // the original YOCO family decodes through forward_cached only
+      KvCache c = cache_for(d, 1, 4);
+      CHECK_THROWS_WITH(d->forward_decode_at(at::zeros({1, 1}, at::kLong), c, at::zeros({1}, at::kLong)),
+                        ContainsSubstring("decodes through forward_cached only"));
+      DecodeStepper stepper(d, c, true);
+      CHECK_FALSE(stepper.uses_graph());
+      continue;
+    }
     torch::NoGradGuard g;
     // Two copies of one padded prompt batch: one decoded the usual way, one slot-addressed over the
     // whole capacity under a mask (slots past the length hold zeros, as a fresh cache does).
@@ -272,17 +291,21 @@ TEST_CASE("generate rejects empty prompts and prompts that do not fit max_seq_le
 TEST_CASE("bench --part decode and prefill on the CPU: KV bytes from the plan, then compare --inference draws them", "[generate]") {
   auto dir = test::temp_dir("bench_inference");
   std::string lines;
-  for (const char* arch : {"transformer", "yocopp"}) {
+  for (const char* arch : {"transformer", "yocopp", "yoco_swa", "yoco_gret", "yocou"}) {
+    INFO(arch);
     auto decode = test::run_yocotron(std::string("bench --config ") + test::source_dir() + "/recipes/tiny/" + arch +
                                      ".yaml --part decode --lengths 12,20 --batch 3");
     REQUIRE(decode.exit_code == 0);
     auto j = nlohmann::json::parse(decode.out);
     ModelConfig m = load_config(test::source_dir() + "/recipes/tiny/" + std::string(arch) + ".yaml").model;
     const int64_t per_token = make_kv_plan(m).kv_cache_bytes_per_token(m.head_dim(), 4);  // fp32 on the CPU
+    // Windows and retention states (original YOCO family): a constant per sequence.
+    const int64_t constant = make_kv_plan(m).kv_cache_constant_bytes(m.head_dim(), m.n_heads, 4);
     CHECK(j["kv_bytes_per_token"] == per_token);
+    CHECK(j["kv_constant_bytes_per_sequence"] == constant);
     REQUIRE(j["results"].size() == 2);
-    CHECK(j["results"][0]["kv_cache_bytes"] == 3 * (5 + 12) * per_token);
-    CHECK(j["results"][1]["kv_cache_bytes"] == 3 * (5 + 20) * per_token);
+    CHECK(j["results"][0]["kv_cache_bytes"] == 3 * ((5 + 12) * per_token + constant));
+    CHECK(j["results"][1]["kv_cache_bytes"] == 3 * ((5 + 20) * per_token + constant));
     CHECK(j["results"][1]["tokens_per_s"].get<double>() > 0);
     auto prefill = test::run_yocotron(std::string("bench --config ") + test::source_dir() + "/recipes/tiny/" + arch +
                                       ".yaml --part prefill --lengths 16,32 --batch 1 --repeats 1");
@@ -299,7 +322,7 @@ TEST_CASE("bench --part decode and prefill on the CPU: KV bytes from the plan, t
   test::write_file(dir / "bad.jsonl", lines + "{oops\n");
   auto bad = test::run_yocotron("compare --inference " + (dir / "bad.jsonl").string() + " --out " + (dir / "o2").string());
   CHECK(bad.exit_code == 1);
-  CHECK_THAT(bad.err, ContainsSubstring("bad.jsonl:5: not a bench prefill/decode result"));
+  CHECK_THAT(bad.err, ContainsSubstring("bad.jsonl:11: not a bench prefill/decode result"));
   auto usage = test::run_yocotron("bench --config " + test::source_dir() + "/recipes/tiny/yocopp.yaml --part decode --batch 0");
   CHECK(usage.exit_code == 2);
 }

@@ -55,7 +55,17 @@ struct Ref {
     for (const auto& p : d->named_parameters()) w[p.key()] = p.value().detach().to(at::kDouble);
     for (const auto& b : d->named_buffers()) w[b.key()] = b.value().detach().to(at::kDouble);
   }
-  at::Tensor W(const std::string& name) const { return w.at(name); }
+  // Unrolled loops (yocou): loop_w[l] may give loop l its own copy of a self-decoder weight.
+  std::vector<std::map<std::string, at::Tensor>> loop_w;
+  mutable int loop = -1;
+
+  at::Tensor W(const std::string& name) const {
+    if (loop >= 0 && loop < static_cast<int>(loop_w.size())) {
+      auto it = loop_w[loop].find(name);
+      if (it != loop_w[loop].end()) return it->second;
+    }
+    return w.at(name);
+  }
   bool has(const std::string& name) const { return w.count(name) > 0; }
   std::string L(int i, const std::string& rest) const { return "layers." + std::to_string(i) + "." + rest; }
 
@@ -64,19 +74,21 @@ struct Ref {
   }
 
   at::Tensor rope(const at::Tensor& x) const {  // x [T, dh], pairs (i, i + dh/2)
-    auto out = x.clone();
     int64_t T = x.size(0), dh = x.size(1), half = dh / 2;
-    auto a = x.accessor<double, 2>();
-    auto o = out.accessor<double, 2>();
+    // The angle of each (position, pair), then the rotation as tensor ops (so gradients flow).
+    auto c = at::empty({T, half}, at::kDouble), sn = at::empty({T, half}, at::kDouble);
+    auto ca = c.accessor<double, 2>(), sa = sn.accessor<double, 2>();
     for (int64_t p = 0; p < T; ++p) {
       for (int64_t i = 0; i < half; ++i) {
-        double ang = p * std::pow(m.rope_theta, -2.0 * i / dh);
-        double x1 = a[p][i], x2 = a[p][i + half];
-        o[p][i] = x1 * std::cos(ang) - x2 * std::sin(ang);
-        o[p][i + half] = x2 * std::cos(ang) + x1 * std::sin(ang);
+        // model.yoco.rope_freqs: linspace = the original YOCO code's theta^(-linspace(0, 1, dh/2)).
+        double expo = m.yoco.rope_freqs == "linspace" ? (half > 1 ? static_cast<double>(i) / (half - 1) : 0.0) : 2.0 * i / dh;
+        double ang = p * std::pow(m.rope_theta, -expo);
+        ca[p][i] = std::cos(ang);
+        sa[p][i] = std::sin(ang);
       }
     }
-    return out;
+    auto x1 = x.narrow(1, 0, half), x2 = x.narrow(1, half, half);
+    return at::cat({x1 * c - x2 * sn, x2 * c + x1 * sn}, 1);
   }
 
   // Per-head projections of h [T, d] with a weight of heads*dh rows -> vector of [T, dh].
@@ -97,7 +109,98 @@ struct Ref {
     return at::stack(per_sequence);
   }
 
+  // Softmax attention of one query head over [T, dh] keys/values; query t sees key u when
+  // visible(t, u).
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const std::function<bool(int64_t, int64_t)>& visible) const {
+    auto scores = q.matmul(k.t()) / std::sqrt(static_cast<double>(m.head_dim()));
+    auto sa = scores.accessor<double, 2>();
+    for (int64_t t = 0; t < q.size(0); ++t)
+      for (int64_t u = 0; u < k.size(0); ++u)
+        if (!visible(t, u)) sa[t][u] = -INFINITY;
+    return at::softmax(scores, -1).matmul(v);
+  }
+
+  at::Tensor mlp(const at::Tensor& x, int i) const {
+    auto h2 = rmsnorm(x, W(L(i, "post_attention_layernorm.weight")));
+    auto g = h2.matmul(W(L(i, "mlp.gate_proj.weight")).t());
+    auto u = h2.matmul(W(L(i, "mlp.up_proj.weight")).t());
+    return (g * at::sigmoid(g) * u).matmul(W(L(i, "mlp.down_proj.weight")).t());
+  }
+
+  // Gated retention of layer i on h [T, d], token by token (the recurrent definition):
+  // S_t = γ_t S_{t-1} + k_tᵀ v_t, o_t = q_t S_t per head, γ_t = exp(logsigmoid(x_t W_γ)/16),
+  // k scaled by dh^-1/2; then a per-head RMSNorm without weight, silu(x W_g) ⊙ o, W_o.
+  at::Tensor gated_retention(const at::Tensor& h, int i) const {
+    const int64_t T = h.size(0), H = m.n_heads, dh = m.head_dim();
+    auto q = project(h, W(L(i, "self_attn.q_proj.weight")), true);
+    auto k = project(h, W(L(i, "self_attn.k_proj.weight")), true);
+    auto v = project(h, W(L(i, "self_attn.v_proj.weight")), false);
+    auto gate = h.matmul(W(L(i, "self_attn.g_proj.weight")).t());
+    auto gt = h.matmul(W(L(i, "self_attn.gt_proj.weight")).t());  // [T, H]
+    std::vector<at::Tensor> outs;
+    for (int64_t j = 0; j < H; ++j) {
+      auto S = at::zeros({dh, dh}, h.options());
+      auto o = at::zeros({T, dh}, h.options());
+      for (int64_t t = 0; t < T; ++t) {
+        double x = gt[t][j].item<double>();
+        double log_sig = -std::log1p(std::exp(-x));
+        S = std::exp(log_sig / 16.0) * S + at::outer(k[j][t] / std::sqrt(static_cast<double>(dh)), v[j][t]);
+        o[t] = q[j][t].matmul(S);
+      }
+      outs.push_back(o / (o.pow(2).mean(-1, true) + m.norm_eps).sqrt());
+    }
+    auto o = at::cat(outs, 1);
+    return (gate * at::sigmoid(gate) * o).matmul(W(L(i, "self_attn.o_proj.weight")).t());
+  }
+
+  // Original YOCO (yoco_swa, yoco_gret, yocou) from docs/architectures.md: the self-decoder
+  // (sliding window or gated retention; yocou: applied `loops` times with the same weights), one
+  // global K^, V^ from its output, the cross-decoder attending causally to it.
+  at::Tensor yoco_sequence(const at::Tensor& toks) const {
+    const int64_t H = m.n_heads, Hkv = m.n_kv_heads, W_ = m.yoco.window;
+    const int Lyr = static_cast<int>(m.n_layers), n = Lyr / 2;
+    const int loops = m.arch == "yocou" ? static_cast<int>(m.yoco.loops) : 1;
+    const bool cross_rope = m.yoco.cross_rope;
+    auto x = W("embed_tokens.weight").index_select(0, toks);
+    if (m.yoco.embed_scale) x = x * std::sqrt(static_cast<double>(m.d_model));
+    for (loop = 0; loop < loops; ++loop) {
+      for (int i = 0; i < n; ++i) {
+        auto h = rmsnorm(x, W(L(i, "input_layernorm.weight")));
+        if (m.arch == "yoco_gret") {
+          x = x + gated_retention(h, i);
+        } else {
+          auto q = project(h, W(L(i, "self_attn.q_proj.weight")), true);
+          auto k = project(h, W(L(i, "self_attn.k_proj.weight")), true);
+          auto v = project(h, W(L(i, "self_attn.v_proj.weight")), false);
+          std::vector<at::Tensor> outs;
+          for (int64_t hh = 0; hh < H; ++hh)
+            outs.push_back(attend(q[hh], k[hh / (H / Hkv)], v[hh / (H / Hkv)],
+                                  [&](int64_t t, int64_t u) { return u <= t && t - u < W_; }));
+          x = x + at::cat(outs, 1).matmul(W(L(i, "self_attn.o_proj.weight")).t());
+        }
+        x = x + mlp(x, i);
+      }
+    }
+    loop = -1;
+    auto hk = rmsnorm(x, W("global_kv.norm.weight"));
+    auto K = project(hk, W("global_kv.k_proj.weight"), cross_rope);
+    auto V = project(hk, W("global_kv.v_proj.weight"), false);
+    REQUIRE(K.size() == static_cast<size_t>(Hkv));
+    for (int i = n; i < Lyr; ++i) {
+      auto h = rmsnorm(x, W(L(i, "input_layernorm.weight")));
+      auto q = project(h, W(L(i, "self_attn.q_proj.weight")), cross_rope);
+      std::vector<at::Tensor> outs;
+      for (int64_t hh = 0; hh < H; ++hh)
+        outs.push_back(attend(q[hh], K[hh / (H / Hkv)], V[hh / (H / Hkv)], [](int64_t t, int64_t u) { return u <= t; }));
+      x = x + at::cat(outs, 1).matmul(W(L(i, "self_attn.o_proj.weight")).t());
+      x = x + mlp(x, i);
+    }
+    return rmsnorm(x, W("norm.weight")).matmul(W("lm_head.weight").t());
+  }
+
   at::Tensor sequence(const at::Tensor& toks) const {
+    if (m.arch == "yoco_swa" || m.arch == "yoco_gret" || m.arch == "yocou") return yoco_sequence(toks);
     const int64_t T = toks.size(0), H = m.n_heads, Hkv = m.n_kv_heads, dh = m.head_dim();
     const int Lyr = static_cast<int>(m.n_layers), n = Lyr / 2;
     auto x = W("embed_tokens.weight").index_select(0, toks);
@@ -325,4 +428,67 @@ TEST_CASE("TinyLlama shape: KV-cache bytes and parameter counts", "[model]") {
   CHECK(params("yocopp").total - params("yoco").total == 10 * 4);  // layers 2..11, 4 scalars each
   CHECK(params("yocopp").kv_weights == 40);
   CHECK(params("fusedkv").total - params("yoco").total == 11 * 4 * 32);
+}
+
+TEST_CASE("yocou: the shared block's gradient is the sum of an unrolled reference's per-loop gradients", "[yoco]") {
+  ModelConfig m = small_config("yocou", 4);
+  m.yoco.loops = 3;
+  Decoder d = make_model(m, 2);
+  perturb(d, 6);
+  auto tokens = tokens_for(m, 2, 9, 3), targets = tokens_for(m, 2, 9, 4);
+  d->loss(tokens, targets).backward();
+  // The reference with every self-decoder weight copied once per loop, in double.
+  Ref ref(d);
+  ref.loop_w.resize(m.yoco.loops);
+  for (auto& [name, t] : ref.w)
+    if (starts_with(name, "layers.0.") || starts_with(name, "layers.1."))
+      for (auto& copies : ref.loop_w) copies[name] = t.clone().requires_grad_(true);
+  auto logits = ref.logits(tokens);
+  at::cross_entropy_loss(logits.reshape({-1, m.vocab_size}), targets.reshape({-1})).backward();
+  auto params = d->named_parameters();
+  int checked = 0;
+  for (const auto& [name, first] : ref.loop_w[0]) {
+    INFO(name);
+    at::Tensor sum = at::zeros_like(first);
+    for (auto& copies : ref.loop_w) sum = sum + copies.at(name).grad();
+    at::Tensor got = params[name].grad().to(at::kDouble);
+    double scale = sum.abs().max().item<double>();
+    CHECK(scale > 0);
+    CHECK(max_diff(got, sum) <= 1e-5 * scale);
+    // Every loop contributes: no single loop's gradient is the whole.
+    for (auto& copies : ref.loop_w) CHECK(max_diff(got, copies.at(name).grad()) > 1e-3 * scale);
+    ++checked;
+  }
+  CHECK(checked == 2 * 9);  // 2 self-decoder layers x (q, k, v, o, gate, up, down, 2 norms)
+}
+
+TEST_CASE("original YOCO switches: embedding scale, linspace RoPE frequencies, no RoPE in the cross-decoder", "[yoco]") {
+  for (const char* arch : {"yoco_swa", "yoco_gret", "yocou"}) {
+    ModelConfig m = small_config(arch, 4);
+    m.yoco.embed_scale = true;
+    m.yoco.rope_freqs = "linspace";
+    m.yoco.cross_rope = std::string(arch) != "yoco_swa";
+    Decoder d = make_model(m);
+    perturb(d, 12);
+    auto tokens = tokens_for(m, 3, 9, 8);
+    INFO(arch);
+    CHECK(max_diff(d->forward(tokens), Ref(d).logits(tokens)) <= 1e-5);
+    // Each switch changes the function (so the reference above is not passing by accident).
+    ModelConfig plain = small_config(arch, 4);
+    plain.yoco.cross_rope = m.yoco.cross_rope;
+    Decoder p = make_model(plain);
+    perturb(p, 12);
+    CHECK(max_diff(d->forward(tokens), p->forward(tokens)) > 1e-3);
+  }
+  // A wrong value: one line naming the key.
+  for (const char* bad : {"model.yoco.window=0", "model.yoco.loops=0", "model.yoco.chunk=-1", "model.yoco.rope_freqs=xyz"}) {
+    INFO(bad);
+    try {
+      config_from_yaml("model:\n  arch: yocou\n", {bad});
+      FAIL("accepted");
+    } catch (const ConfigError& e) {
+      REQUIRE(e.problems().size() == 1);
+      CHECK(e.problems()[0].find(split(bad, '=')[0]) != std::string::npos);
+    }
+  }
 }

@@ -26,6 +26,9 @@ ModelConfig tp_model(const std::string& arch) {
   m.max_seq_len = 16;
   m.init_std = 0.08;
   m.attention = "math";
+  m.yoco.window = 3;  // shorter than the sequences, so the window matters
+  m.yoco.loops = 2;
+  m.yoco.chunk = 4;
   return m;
 }
 
@@ -86,7 +89,7 @@ TEST_CASE("MPI communicator: all-reduce, all-gather, reduce-scatter, broadcast",
 TEST_CASE("TP=2 equals TP=1: logits, loss and every parameter's gradient (vocabulary padded)", "[mpi]") {
   auto mesh = make_mesh(2, /*gpu=*/false, -1);
   REQUIRE(mesh->tp == 2);
-  for (const char* arch : {"transformer", "yocopp", "fusedkv", "skipv1", "resformer", "cla2"}) {
+  for (const char* arch : {"transformer", "yocopp", "fusedkv", "skipv1", "resformer", "cla2", "yoco_swa", "yoco_gret", "yocou"}) {
     INFO(arch);
     ModelConfig m = tp_model(arch);
     m.resformer.learnable = true;
@@ -116,7 +119,7 @@ TEST_CASE("TP=2 equals TP=1: logits, loss and every parameter's gradient (vocabu
 TEST_CASE("TP=2 with the chunked vocabulary-parallel loss and recomputation equals TP=1 with full logits", "[mpi]") {
   auto mesh = make_mesh(2, /*gpu=*/false, -1);
   TpContext ctx{mesh->tp_rank, mesh->tp, mesh->tp_group.get()};
-  for (const char* arch : {"transformer", "yocopp", "fusedkv"}) {
+  for (const char* arch : {"transformer", "yocopp", "fusedkv", "yoco_gret", "yocou"}) {
     for (ExecOptions exec : {ExecOptions{Recompute::None, 5}, ExecOptions{Recompute::Selective, 7},
                              ExecOptions{Recompute::Full, 4096}}) {
       INFO(arch << ", recompute " << static_cast<int>(exec.recompute) << ", loss chunk " << exec.loss_chunk_tokens);

@@ -28,6 +28,16 @@ struct ResformerConfig {
   bool weight_decay = false;  // whether AdamW decays λ (learnable only)
 };
 
+// The original YOCO decoder-decoder family (yoco_swa, yoco_gret, yocou): see docs/architectures.md.
+struct YocoConfig {
+  int64_t window = 1024;        // sliding window W in tokens, the current one included (yoco_swa, yocou)
+  int64_t loops = 3;            // T: times yocou applies its self-decoder block (1 = yoco_swa)
+  bool cross_rope = true;       // RoPE on the cross-decoder's queries and the global keys
+  int64_t chunk = 256;          // gated retention's training chunk (yoco_gret)
+  bool embed_scale = false;     // multiply embeddings by sqrt(d_model), as the original code does
+  std::string rope_freqs = "llama";  // llama: theta^(-2i/d_h) | linspace: theta^(-linspace(0, 1, d_h/2)) (original)
+};
+
 struct ModelConfig {
   std::string arch = "transformer";
   int64_t n_layers = 4;
@@ -46,6 +56,7 @@ struct ModelConfig {
   YocoppConfig yocopp;
   FusedKvConfig fusedkv;
   ResformerConfig resformer;
+  YocoConfig yoco;
 
   int64_t head_dim() const { return d_model / n_heads; }
 };

@@ -6,6 +6,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <string>
 
@@ -27,6 +28,8 @@ struct CachedStep {
   bool last_only = false;       // layers past the early exit: queries for the last new token only
   at::Tensor rope_table_cos, rope_table_sin;  // the model's tables [max_seq_len, D]
   int64_t position_offset = 0;  // unpadded batch: token t sits at position offset + t
+  int loop = 0;                 // which application of a looped self-decoder is running (yocou)
+  at::Tensor window_mask;       // sliding-window layers: [B, 1, T, W + T] over (ring slots, new tokens)
   at::Tensor cos, sin;          // padded batch: RoPE of each new token [B, T, 1, D] (else undefined)
   bool causal = false;          // the new tokens are the whole cache (a fresh unpadded prefill)
   at::Tensor mask;              // otherwise: [B or 1, 1, T, slots] true where a query may attend; undefined: all
@@ -66,7 +69,7 @@ class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp);
   // The projections applied to the normalised input, in order: W_Q, then W_K and W_V where the
-  // layer has them.
+  // layer has them, then (gated retention) the output gate W_G and the decay gate W_γ.
   std::vector<at::Tensor> input_weights() const;
   // projected: the input_weights() outputs, each [B, T, heads*D]. Appends this layer's final K and
   // V ([B, H_kv_local, T, D]) to `finals_k` / `finals_v`; returns the attention output after
@@ -78,11 +81,21 @@ class AttentionImpl : public torch::nn::Module {
   at::Tensor attend_cached(const std::vector<at::Tensor>& projected, CachedStep& step, bool fused);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  torch::nn::Linear g_proj{nullptr}, gt_proj{nullptr};  // gated retention only
   at::Tensor k_mix, v_mix;  // defined only for mixing/fusing layers
 
  private:
+  // Gated retention from rotated q, k and v [B, h, T, D], the gate projections g [B, T, h*D] and
+  // gt [B, T, h]: decay, retention (chunkwise; recurrent when `state` is given and T == 1), the
+  // per-head RMSNorm, silu(g) ⊙ o and W_O. `state` [B, h, D, D]: carried in and out when decoding.
+  at::Tensor retention_output(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+                              const at::Tensor& gt, at::Tensor* state);
+  at::Tensor attend_cached_window(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, CachedStep& step);
+
   LayerKvPlan plan_;
   int64_t head_dim_, local_heads_;
+  int64_t retention_chunk_ = 256;
+  double norm_eps_ = 1e-5;
   AttentionKernel kernel_;
   TpContext tp_;
 };
@@ -99,6 +112,16 @@ class MlpImpl : public torch::nn::Module {
   TpContext tp_;
 };
 TORCH_MODULE(Mlp);
+
+// The original YOCO's global keys and values, projected once from the self-decoder's output X_mid
+// and read by every cross-decoder layer: K^ = RoPE(RMSNorm(X_mid) W_K), V^ = RMSNorm(X_mid) W_V.
+class GlobalKvImpl : public torch::nn::Module {
+ public:
+  GlobalKvImpl(const ModelConfig& cfg, int kv_heads, const TpContext& tp);
+  RmsNorm norm{nullptr};
+  torch::nn::Linear k_proj{nullptr}, v_proj{nullptr};
+};
+TORCH_MODULE(GlobalKv);
 
 // The residual stream enters and leaves a block as a pair (base, delta) whose sum is the stream:
 // the add is fused into the next RMSNorm (the next block's, or the final one).
@@ -149,7 +172,8 @@ class DecoderImpl : public torch::nn::Module {
   // the slot held in `slot` ([1] int64 on the cache's device; normally cache.length()), attention runs
   // over the whole capacity under a mask. Same logits as forward_cached(tokens, cache); the kernels do
   // not depend on the length, so a CUDA graph of it replays at any length (decode_graph.h). Does not
-  // advance the cache. Returns [B, vocab].
+  // advance the cache. Returns [B, vocab]. Not for plans with a global K^/V^ (the original YOCO
+  // family), whose self-decoder state is addressed from the host: they throw.
   at::Tensor forward_decode_at(const at::Tensor& tokens, KvCache& cache, const at::Tensor& slot);
   // Moves the model to `device` with its weights in `dtype` for inference; the RoPE tables stay fp32
   // (as in training, where only the optimizer's compute copy is bf16).
@@ -186,11 +210,21 @@ class DecoderImpl : public torch::nn::Module {
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
+  GlobalKv global_kv{nullptr};  // original YOCO family only
   RmsNorm norm{nullptr};
   torch::nn::Linear lm_head{nullptr};
 
  private:
   void describe_shards();
+  // Token embeddings [B, T, d], scaled by sqrt(d) where model.yoco.embed_scale says so.
+  at::Tensor embed(const at::Tensor& tokens);
+  // Original YOCO: the stream after the (looped) self-decoder -> K^, V^ [B, H_kv_local, T, D] and
+  // the stream entering the cross-decoder. rope: (x [B, T, h, D]) -> rotated.
+  struct GlobalKvOut {
+    at::Tensor stream, k, v;
+  };
+  GlobalKvOut project_global_kv(const at::Tensor& x, const at::Tensor& delta, const BlockOpOptions& opt,
+                                const std::function<at::Tensor(const at::Tensor&)>& rope);
   // The final RMSNorm's output [B, T, d] (replicated over the TP group).
   at::Tensor final_hidden(const at::Tensor& tokens);
   // Block i with train.recompute=full: only its inputs are kept for backward.

@@ -5,6 +5,9 @@
 // are left-padded to one length: sequence b's first pad[b] slots hold no token. Buffers start at
 // zero: a masked slot is read (with weight 0) by a decode step over the whole capacity, and 0 * NaN
 // from uninitialised memory would poison it.
+// The original YOCO family adds the global K^/V^ (per token, like a layer's K/V) and constant state
+// per (loop, self-decoder layer): a ring of the last W keys/values for a sliding-window layer (slot
+// s lives at ring index s % W) or the d_h x d_h fp32 retention state per head.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -45,6 +48,17 @@ class KvCache {
   // A cache holding sequences `rows` of this one (repeats allowed), filled to the same length: a
   // prefix prefilled once continues as several sequences (evaluation scores each choice so).
   KvCache select_rows(const std::vector<int64_t>& rows) const;
+
+  // Original YOCO family.
+  bool has_global() const { return global_k_.defined(); }
+  at::Tensor global_keys(int64_t n) const { return global_k_.narrow(2, 0, n); }  // [B, H_kv, n, D]
+  at::Tensor global_values(int64_t n) const { return global_v_.narrow(2, 0, n); }
+  void write_global(const at::Tensor& k, const at::Tensor& v);  // [B, H_kv, T, D] at [length(), + T)
+  // Ring buffers [B, H_kv, W, D] and retention states [B, h, D, D] of self-decoder layer `layer` in
+  // loop `loop`; the ring's index r holds the newest slot s < length() with s % W == r.
+  at::Tensor& window_k(int loop, int layer) { return window_k_.at(state_index(loop, layer)); }
+  at::Tensor& window_v(int loop, int layer) { return window_v_.at(state_index(loop, layer)); }
+  at::Tensor& retention_state(int loop, int layer) { return state_.at(state_index(loop, layer)); }
   // Benchmarks only: pretend `n` slots are filled (their contents are whatever the buffers hold),
   // to time a decode step at any cache length without decoding up to it.
   void set_length_for_timing(int64_t n);
@@ -56,6 +70,10 @@ class KvCache {
   std::vector<int64_t> pad_;
   at::Tensor pad_tensor_;
   std::vector<at::Tensor> k_, v_;  // per layer; undefined where the layer stores none
+  at::Tensor global_k_, global_v_;
+  int self_layers_ = 0;
+  std::vector<at::Tensor> window_k_, window_v_, state_;  // per (loop, self layer); undefined where unused
+  size_t state_index(int loop, int layer) const { return static_cast<size_t>(loop * self_layers_ + layer); }
 };
 
 }  // namespace yt

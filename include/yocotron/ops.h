@@ -26,8 +26,9 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual, const
                                                double eps, bool fused);
 
 // cos/sin tables [max_seq_len, head_dim] in fp32: angle(p, i) = p * theta^(-2i/head_dim), each
-// frequency repeated for both halves of the head.
-std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, int64_t max_seq_len, double theta);
+// frequency repeated for both halves of the head. linspace: theta^(-i/(head_dim/2 - 1)) instead, the
+// original YOCO code's frequencies (model.yoco.rope_freqs).
+std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, int64_t max_seq_len, double theta, bool linspace = false);
 // x: [B, T, H, D] (a projection's output viewed as heads); rotates position p = position_offset + t.
 // Returns [B, T, H, D] contiguous.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool fused,
@@ -40,6 +41,14 @@ at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up, bool fused);
 // query head h reads KV head h / (H / H_kv)). Any strides with a unit last dimension. Returns
 // [B, H, T, D] (the SDPA backends return it laid out as [B, T, H, D], so the heads merge for free).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, AttentionKernel kernel);
+
+// Causal attention within a sliding window: query t sees keys t-window+1 .. t (shapes as
+// causal_attention). On CUDA in bf16/fp16 it runs flash attention with window_size_left, which
+// skips the key blocks outside the window (O(T·window) work); elsewhere the math path with a band
+// mask (O(T²), the reference). Needs LibTorch >= 2.5 for the kernel.
+at::Tensor window_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+                            AttentionKernel kernel);
+bool window_kernel_available();  // this build can call flash attention with a window
 
 // Attention of q [B, H, Tq, D] over k, v [B, H_kv, Tk, D] (grouped-query as above) under an explicit
 // mask: bool, broadcastable to [B, 1, Tq, Tk], true where a query may attend (every row must allow

@@ -91,6 +91,9 @@ struct InferenceSetup {
             {"params", count_parameters(cfg.model, model->plan()).total},
             {"kv_bytes_per_token", model->plan().kv_cache_bytes_per_token(model->config().head_dim(),
                                                                           dtype == at::kBFloat16 ? 2 : 4)},
+            {"kv_constant_bytes_per_sequence",  // windows and retention states (original YOCO family)
+             model->plan().kv_cache_constant_bytes(model->config().head_dim(), model->config().n_heads,
+                                                   dtype == at::kBFloat16 ? 2 : 4)},
             {"early_exit_layer", model->early_exit_layer()},
             {"n_layers", model->config().n_layers}};
   }

@@ -12,6 +12,7 @@
 #include "yocotron/kv_plan.h"
 #include "yocotron/dataset.h"
 #include "yocotron/fileio.h"
+#include "yocotron/flops.h"
 #include "yocotron/kv_plan_json.h"
 #include "yocotron/kv_weights.h"
 #include "yocotron/kv_weights_report.h"
@@ -38,6 +39,9 @@ int inspect_recipe(const std::string& path, const std::vector<std::string>& sets
   int64_t kv_plain = make_kv_plan(plain).kv_cache_bytes_per_token(m.head_dim(), 2);
   ParamCounts pc = count_parameters(m, plan);
   double ratio = static_cast<double>(kv) / static_cast<double>(kv_plain);
+  // Windows and retention states: per sequence, whatever its length.
+  const int64_t kv_constant = plan.kv_cache_constant_bytes(m.head_dim(), m.n_heads, 2);
+  const double flops = flops_per_token(m, cfg.data.seq_len);
   if (as_json) {
     nlohmann::json j = {{"recipe", path},
                         {"arch", m.arch},
@@ -47,6 +51,9 @@ int inspect_recipe(const std::string& path, const std::vector<std::string>& sets
                         {"kv_cache_bytes_per_token", kv},
                         {"kv_cache_dtype", "bf16"},
                         {"kv_cache_vs_transformer", ratio},
+                        {"kv_cache_constant_bytes", kv_constant},
+                        {"loops", plan.loops},
+                        {"train_flops_per_token", flops},
                         {"layers", plan_to_json(plan)}};
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -61,10 +68,23 @@ int inspect_recipe(const std::string& path, const std::vector<std::string>& sets
   if (pc.kv_weights) std::cout << ", " << thousands(pc.kv_weights) << " of them KV mixing weights";
   std::ostringstream r;
   r << std::fixed << std::setprecision(3) << ratio;
-  std::cout << "\nKV cache     " << thousands(kv) << " bytes/token in bf16 (" << r.str() << " x transformer)\n\n";
-  std::cout << "layer  W_K heads  W_V heads  K from                   V from                   cached K/V heads\n";
+  std::cout << "\nKV cache     " << thousands(kv) << " bytes/token in bf16 (" << r.str() << " x transformer)";
+  if (plan.has_global_kv()) {
+    const bool retention = plan.layers.front().mixer == Mixer::Retention;
+    std::cout << " + " << thousands(kv_constant) << " bytes/sequence constant ("
+              << (retention ? "retention states in fp32" : "window caches in bf16") << ")";
+  }
+  std::cout << "\nFLOPs        " << std::setprecision(4) << flops / 1e9 << " GFLOP/token to train at seq_len "
+            << cfg.data.seq_len;
+  if (plan.loops > 1) std::cout << " (self-decoder counted " << plan.loops << " times)";
+  std::cout << "\n\n";
+  std::cout << "layer  mixer          W_K heads  W_V heads  K from                   V from                   cached K/V heads\n";
   for (const auto& l : plan.layers) {
-    std::cout << std::setw(5) << l.layer + 1 << "  " << std::setw(9) << l.own_k_heads << "  " << std::setw(9)
+    std::string mixer = l.mixer == Mixer::Retention ? "retention" : l.window > 0 ? cat("window ", l.window) : "attention";
+    if (l.loop_group >= 0 && plan.loops > 1) mixer += cat(" x", plan.loops);
+    if (!l.rope) mixer += " noPE";
+    std::cout << std::setw(5) << l.layer + 1 << "  " << std::left << std::setw(13) << mixer << std::right << "  "
+              << std::setw(9) << l.own_k_heads << "  " << std::setw(9)
               << l.own_v_heads << "  " << std::left << std::setw(23) << describe(l.k) << "  " << std::setw(23)
               << describe(l.v) << std::right << "  " << l.cached_k_heads << "/" << l.cached_v_heads << "\n";
   }

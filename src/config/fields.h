@@ -37,6 +37,12 @@ void visit_fields(C& c, V&& v) {
   v("model.resformer.lambda1", m.resformer.lambda1, Choices{});
   v("model.resformer.lambda2", m.resformer.lambda2, Choices{});
   v("model.resformer.weight_decay", m.resformer.weight_decay, Choices{});
+  v("model.yoco.window", m.yoco.window, Choices{});
+  v("model.yoco.loops", m.yoco.loops, Choices{});
+  v("model.yoco.cross_rope", m.yoco.cross_rope, Choices{});
+  v("model.yoco.chunk", m.yoco.chunk, Choices{});
+  v("model.yoco.embed_scale", m.yoco.embed_scale, Choices{});
+  v("model.yoco.rope_freqs", m.yoco.rope_freqs, Choices{"llama", "linspace"});
 
   auto& d = c.data;
   v("data.train", d.train, Choices{});

@@ -48,6 +48,10 @@ void check_model(const ModelConfig& m, std::vector<std::string>& out) {
   if (!(m.rope_theta > 0)) out.push_back(cat("model.rope_theta=", m.rope_theta, " must be > 0"));
   if (!(m.norm_eps > 0)) out.push_back(cat("model.norm_eps=", m.norm_eps, " must be > 0"));
   if (!(m.init_std > 0)) out.push_back(cat("model.init_std=", m.init_std, " must be > 0"));
+  positive(out, "model.yoco.window", m.yoco.window);
+  positive(out, "model.yoco.loops", m.yoco.loops);
+  positive(out, "model.yoco.chunk", m.yoco.chunk);
+  if (m.yoco.loops > 64) out.push_back(cat("model.yoco.loops=", m.yoco.loops, " exceeds 64, the most loops yocotron builds"));
   if (const Architecture* a = find_architecture(m.arch)) {
     for (auto& p : a->check(m)) out.push_back(p);
   }

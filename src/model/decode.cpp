@@ -21,7 +21,49 @@ at::Tensor rope_per_token(const at::Tensor& x, const at::Tensor& cos, const at::
   return x * cos.to(x.scalar_type()) + rotated * sin.to(x.scalar_type());
 }
 
+// RoPE of the last T of a cached step's new tokens: x [B, T, h, D].
+at::Tensor rope_new(const at::Tensor& x, const CachedStep& step, int64_t T, bool fused) {
+  if (step.cos.defined())
+    return rope_per_token(x, step.cos.narrow(1, step.new_tokens - T, T), step.sin.narrow(1, step.new_tokens - T, T));
+  return apply_rope(x, step.rope_table_cos, step.rope_table_sin, fused, step.position_offset + step.new_tokens - T);
+}
+
+// Which keys each new token of a sliding-window layer may see: [B, 1, T, W + T] over the ring's W
+// slots, then the T new tokens. Ring index r holds slot s_r (the newest slot < past with s % W == r);
+// a key is visible if it is a token of the sequence (not padding, except a padding query's own slot)
+// and fewer than W slots back.
+at::Tensor window_mask(int64_t past, int64_t T, int64_t W, const at::Tensor& pad) {
+  auto opts = at::TensorOptions().dtype(at::kLong).device(pad.device());
+  const int64_t B = pad.size(0);
+  auto r = at::arange(W, opts), back = past - 1 - r;
+  auto ring_slot = at::where(back >= 0, past - 1 - back.remainder(W), at::full_like(r, -1));  // [W]
+  auto q = at::arange(past, past + T, opts).view({1, T, 1}), p = pad.view({B, 1, 1});
+  auto s = ring_slot.view({1, 1, W});
+  auto ring_ok = (s >= 0) & (s >= p) & (q - s < W);  // [B, T, W]
+  auto u = at::arange(past, past + T, opts).view({1, 1, T});
+  auto new_ok = (u <= q) & (q - u < W) & ((u >= p) | (u == q));  // [B, T, T]
+  return at::cat({ring_ok.expand({B, T, W}), new_ok.expand({B, T, T})}, 2).unsqueeze(1);
+}
+
 }  // namespace
+
+at::Tensor AttentionImpl::attend_cached_window(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                               CachedStep& step) {
+  KvCache& cache = *step.cache;
+  at::Tensor& rk = cache.window_k(step.loop, plan_.layer);
+  at::Tensor& rv = cache.window_v(step.loop, plan_.layer);
+  const int64_t B = q.size(0), T = q.size(2), R = rk.size(2), past = cache.length();
+  at::Tensor out;  // [B, h, T, D]
+  if (!step.window_mask.defined()) out = window_attention(q, k, v, plan_.window, kernel_);  // fresh unpadded prefill
+  else out = masked_attention(q, at::cat({rk, k}, 2), at::cat({rv, v}, 2), step.window_mask, kernel_);
+  // Keep the newest min(T, W) tokens: slot s goes to ring index s % W (distinct indices).
+  const int64_t keep = std::min(T, R);
+  auto idx = at::arange(past + T - keep, past + T, at::TensorOptions().dtype(at::kLong).device(k.device())).remainder(R);
+  rk.index_copy_(2, idx, k.narrow(2, T - keep, keep));
+  rv.index_copy_(2, idx, v.narrow(2, T - keep, keep));
+  out = out.transpose(1, 2).reshape({B, T, local_heads_ * head_dim_});
+  return tp::reduce_from_region(o_proj(out), tp_);
+}
 
 at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected, CachedStep& step, bool fused) {
   const int64_t B = projected[0].size(0), T = projected[0].size(1), D = head_dim_;
@@ -29,20 +71,31 @@ at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected
   KvCache& cache = *step.cache;
   const int64_t slots = cache.length() + step.new_tokens;
   // [B, T, h, D] -> RoPE at the positions of these T tokens (the last T of the call's new tokens).
-  auto rope = [&](const at::Tensor& x) {
-    if (step.cos.defined())
-      return rope_per_token(x, step.cos.narrow(1, step.new_tokens - T, T), step.sin.narrow(1, step.new_tokens - T, T));
-    return apply_rope(x, step.rope_table_cos, step.rope_table_sin, fused, step.position_offset + step.new_tokens - T);
-  };
+  auto rope = [&](const at::Tensor& x) { return plan_.rope ? rope_new(x, step, T, fused) : x; };
   auto q = rope(projected[0].view({B, T, local_heads_, D})).transpose(1, 2);  // [B, h, T, D]
   size_t next = 1;
   at::Tensor own_k, own_v;
   if (k_proj) own_k = rope(projected[next++].view({B, T, -1, D})).transpose(1, 2);
   if (v_proj) own_v = projected[next++].view({B, T, -1, D}).transpose(1, 2);
+  if (plan_.mixer == Mixer::Retention) {
+    at::Tensor k = own_k;
+    if (cache.padded()) {  // padding tokens must not enter the state: their keys are zeroed
+      auto slot = at::arange(cache.length(), cache.length() + T, at::TensorOptions().dtype(at::kLong).device(k.device()));
+      auto real = slot.view({1, 1, T, 1}) >= cache.pad_tensor().view({B, 1, 1, 1});
+      k = k * real.to(k.scalar_type());
+    }
+    return retention_output(q, k, own_v, projected[next], projected[next + 1], &cache.retention_state(step.loop, layer));
+  }
+  if (plan_.window > 0) return attend_cached_window(q, own_k, own_v, step);
 
   // This layer's K (or V) over every slot, storing the new tokens' part where the plan says.
   auto resolve = [&](const KvSource& src, const at::Tensor& own, std::vector<at::Tensor>& news,
                      std::vector<at::Tensor>& fulls, const at::Tensor& mix, bool is_k) {
+    if (src.kind == KvCombine::Global) {  // the cross-decoder reads the one global K^/V^
+      news.push_back(at::Tensor());
+      fulls.push_back(is_k ? cache.global_keys(slots) : cache.global_values(slots));
+      return fulls.back();
+    }
     const bool stores = is_k ? cache.stores_k(layer) : cache.stores_v(layer);
     TORCH_CHECK(!(stores && step.last_only), "early exit past a layer that stores K/V (layer ", layer, ")");
     at::Tensor fresh = step.last_only ? at::Tensor() : combine_kv(src, own, news, mix, fused);  // [B, H_kv, T, D]
@@ -83,12 +136,13 @@ void DecoderImpl::to_inference(const at::Device& device, at::ScalarType dtype) {
   torch::NoGradGuard no_grad;
   // Mixing weights stay fp32, as the training step keeps them (ShardSpec::keep_fp32).
   for (auto& [name, t] : mix_tensors()) t.set_data(t.to(at::kFloat));
-  auto [c, s] = rope_tables(cfg_.head_dim(), cfg_.max_seq_len, cfg_.rope_theta);
+  auto [c, s] = rope_tables(cfg_.head_dim(), cfg_.max_seq_len, cfg_.rope_theta, cfg_.yoco.rope_freqs == "linspace");
   rope_cos_.set_data(c.to(device));
   rope_sin_.set_data(s.to(device));
 }
 
 int64_t DecoderImpl::early_exit_layer() const {
+  if (plan_.has_global_kv()) return plan_.self_layers;  // the global K^/V^ is complete after the self-decoder
   int64_t first = static_cast<int64_t>(plan_.layers.size());
   while (first > 0 && plan_.layers[first - 1].cached_k_heads == 0 && plan_.layers[first - 1].cached_v_heads == 0) --first;
   return first;
@@ -137,6 +191,8 @@ at::Tensor DecoderImpl::forward_decode_at(const at::Tensor& tokens, KvCache& cac
   torch::NoGradGuard no_grad;
   TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == cache.batch() && tokens.size(1) == 1,
               "forward_decode_at: tokens must be [", cache.batch(), ", 1]");
+  if (plan_.has_global_kv())  // its window rings, retention states and K^/V^ are addressed from the host
+    throw std::invalid_argument(cat("forward_decode_at: ", cfg_.arch, " decodes through forward_cached only"));
   const int64_t B = cache.batch(), S = cache.capacity();
   CachedStep step;
   step.cache = &cache;
@@ -153,20 +209,42 @@ at::Tensor DecoderImpl::forward_decode_at(const at::Tensor& tokens, KvCache& cac
 
 at::Tensor DecoderImpl::run_cached_layers(const at::Tensor& tokens, CachedStep& step, bool all_logits, bool early_exit) {
   KvCache& cache = *step.cache;
-  const int64_t T = tokens.size(1);
+  const int64_t T = tokens.size(1), past = cache.length();
   BlockOpOptions opt;
   opt.fused = fused_;
   opt.tp = tp_.size > 1 ? tp_.comm : nullptr;
   const int64_t exit_at = early_exit && !all_logits ? early_exit_layer() : static_cast<int64_t>(layers->size());
-  at::Tensor x = tp::embedding(tokens, embed_tokens->weight, tp_), delta;  // [B, T, d]
+  at::Tensor x = embed(tokens), delta;  // [B, T, d]
   std::vector<at::Tensor> unused_k, unused_v;
-  for (int64_t i = 0; i < static_cast<int64_t>(layers->size()); ++i) {
-    if (i == exit_at && T > 1) {
+  int64_t first = 0;
+  if (plan_.has_global_kv()) {
+    // Original YOCO: the (looped) self-decoder over every new token, then K^, V^ into the cache;
+    // with early exit the cross-decoder runs for the last position only.
+    bool windows = false;
+    for (const auto& lp : plan_.layers) windows = windows || lp.window > 0;
+    if (windows && (past > 0 || cache.padded())) step.window_mask = window_mask(past, T, plan_.layers[0].window, cache.pad_tensor());
+    first = plan_.self_layers;
+    for (int loop = 0; loop < plan_.loops; ++loop) {
+      step.loop = loop;
+      for (int64_t i = 0; i < first; ++i)
+        std::tie(x, delta) = layers[i]->as<Block>()->forward(x, delta, {}, {}, unused_k, unused_v, opt, &step);
+    }
+    auto g = project_global_kv(x, delta, opt, [&](const at::Tensor& t) { return rope_new(t, step, T, fused_); });
+    cache.write_global(g.k, g.v);
+    x = g.stream;
+    delta = at::Tensor();
+    if (exit_at == first && T > 1) {
+      x = x.narrow(1, T - 1, 1).contiguous();
+      step.last_only = true;
+    }
+  }
+  for (int64_t i = first; i < static_cast<int64_t>(layers->size()); ++i) {
+    if (i == exit_at && T > 1 && !plan_.has_global_kv()) {
       // Only the last position's output is wanted and no later layer writes the cache.
       x = x.narrow(1, T - 1, 1).contiguous();
       delta = delta.narrow(1, T - 1, 1).contiguous();
     }
-    step.last_only = i >= exit_at && T > 1;
+    step.last_only = step.last_only || (i >= exit_at && T > 1);
     std::tie(x, delta) = layers[i]->as<Block>()->forward(x, delta, {}, {}, unused_k, unused_v, opt, &step);
   }
   if (!step.slot.defined()) cache.advance(T);

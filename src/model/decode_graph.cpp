@@ -21,7 +21,8 @@ DecodeGraphs parse_decode_graphs(const std::string& value, const std::string& ke
 
 bool decode_graphs_pay(const Decoder& model, const KvCache& cache) {
   const at::Tensor& w = model->embed_tokens->weight;
-  if (!w.is_cuda() || model->tp().size > 1) return false;
+  // The original YOCO family's self-decoder state (window rings, retention) is addressed from the host.
+  if (!w.is_cuda() || model->tp().size > 1 || model->plan().has_global_kv()) return false;
   int64_t weight_bytes = 0;
   for (const auto& p : model->parameters()) weight_bytes += p.numel() * static_cast<int64_t>(p.element_size());
   return cache.bytes() <= weight_bytes;
@@ -36,7 +37,9 @@ struct DecodeStepper::Graph {};
 #endif
 
 DecodeStepper::DecodeStepper(Decoder& model, KvCache& cache, bool use_graph)
-    : model_(model), cache_(cache), use_graph_(use_graph && model->embed_tokens->weight.is_cuda()) {
+    : model_(model),
+      cache_(cache),
+      use_graph_(use_graph && model->embed_tokens->weight.is_cuda() && !model->plan().has_global_kv()) {
   const auto dev = model->embed_tokens->weight.device();
   tokens_ = at::zeros({cache.batch(), 1}, at::TensorOptions().dtype(at::kLong).device(dev));
   slot_ = at::zeros({1}, tokens_.options());

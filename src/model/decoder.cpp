@@ -1,12 +1,14 @@
 #include "yocotron/decoder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "yocotron/fused_ops.h"
 #include "yocotron/kv_mix.h"
 #include "yocotron/linear_cross_entropy.h"
 #include "yocotron/recompute.h"
+#include "yocotron/retention.h"
 #include "yocotron/str.h"
 #include "yocotron/tp_ops.h"
 
@@ -53,6 +55,12 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, co
   if (plan.own_k_heads > 0) k_proj = register_module("k_proj", linear(d, plan.own_k_heads / tp.size * head_dim_));
   if (plan.own_v_heads > 0) v_proj = register_module("v_proj", linear(d, plan.own_v_heads / tp.size * head_dim_));
   o_proj = register_module("o_proj", linear(local_heads_ * head_dim_, d));
+  if (plan.mixer == Mixer::Retention) {
+    g_proj = register_module("g_proj", linear(d, local_heads_ * head_dim_));
+    gt_proj = register_module("gt_proj", linear(d, local_heads_));
+    retention_chunk_ = cfg.yoco.chunk;
+    norm_eps_ = cfg.norm_eps;
+  }
   auto weights = [&](const KvSource& s) {
     if (!s.has_weights()) return at::Tensor();
     auto shape = s.kind == KvCombine::ScalarMix ? std::vector<int64_t>{2} : std::vector<int64_t>{2, head_dim_ / 2};
@@ -72,23 +80,54 @@ std::vector<at::Tensor> AttentionImpl::input_weights() const {
   std::vector<at::Tensor> w{q_proj->weight};
   if (k_proj) w.push_back(k_proj->weight);
   if (v_proj) w.push_back(v_proj->weight);
+  if (g_proj) w.push_back(g_proj->weight);
+  if (gt_proj) w.push_back(gt_proj->weight);
   return w;
 }
 
 at::Tensor AttentionImpl::attend(const std::vector<at::Tensor>& projected, const at::Tensor& cos, const at::Tensor& sin,
                                  std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v, bool fused) {
   const int64_t B = projected[0].size(0), T = projected[0].size(1), D = head_dim_;
-  // RoPE on [B, T, h, D], then heads first as a view: [B, h, T, D].
-  auto q = apply_rope(projected[0].view({B, T, local_heads_, D}), cos, sin, fused).transpose(1, 2);
+  // RoPE on [B, T, h, D] (unless the layer has none), then heads first as a view: [B, h, T, D].
+  auto rope = [&](const at::Tensor& x) { return plan_.rope ? apply_rope(x, cos, sin, fused) : x; };
+  auto q = rope(projected[0].view({B, T, local_heads_, D})).transpose(1, 2);
   size_t next = 1;
   at::Tensor own_k, own_v;
-  if (k_proj) own_k = apply_rope(projected[next++].view({B, T, -1, D}), cos, sin, fused).transpose(1, 2);
+  if (k_proj) own_k = rope(projected[next++].view({B, T, -1, D})).transpose(1, 2);
   if (v_proj) own_v = projected[next++].view({B, T, -1, D}).transpose(1, 2);
   finals_k.push_back(combine_kv(plan_.k, own_k, finals_k, k_mix, fused));
   finals_v.push_back(combine_kv(plan_.v, own_v, finals_v, v_mix, fused));
-  auto out = causal_attention(q, finals_k.back(), finals_v.back(), kernel_);  // [B, h, T, D]
+  if (plan_.mixer == Mixer::Retention)
+    return retention_output(q, own_k, own_v, projected[next], projected[next + 1], nullptr);
+  auto out = plan_.window > 0 ? window_attention(q, finals_k.back(), finals_v.back(), plan_.window, kernel_)
+                              : causal_attention(q, finals_k.back(), finals_v.back(), kernel_);  // [B, h, T, D]
   out = out.transpose(1, 2).reshape({B, T, local_heads_ * D});
   return tp::reduce_from_region(o_proj(out), tp_);
+}
+
+at::Tensor AttentionImpl::retention_output(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           const at::Tensor& g, const at::Tensor& gt, at::Tensor* state) {
+  const int64_t B = q.size(0), T = q.size(2), D = head_dim_;
+  // Per-head decay log γ = logsigmoid(x W_γ)/16 (the original's gate_logit_normalizer): [B, h, T].
+  at::Tensor log_gamma = at::log_sigmoid(gt.to(at::kFloat)).transpose(1, 2) / 16.0;
+  at::Tensor ks = k * (1.0 / std::sqrt(static_cast<double>(D)));
+  at::Tensor empty;
+  auto [o, s] = state && T == 1 ? retention_recurrent(q, ks, v, log_gamma, *state)
+                                : retention_chunkwise(q, ks, v, log_gamma, retention_chunk_, state ? *state : empty);
+  if (state) *state = s;
+  // Per-head RMSNorm without affine (the original's subln), in fp32: [B, h, T, D].
+  at::Tensor of = o.to(at::kFloat);
+  of = of * at::rsqrt(of.pow(2).mean(-1, /*keepdim=*/true) + norm_eps_);
+  at::Tensor out = of.to(q.scalar_type()).transpose(1, 2).reshape({B, T, local_heads_ * D});
+  return tp::reduce_from_region(o_proj(at::silu(g) * out), tp_);
+}
+
+// ---- Global K/V (original YOCO) -----------------------------------------------------------------
+
+GlobalKvImpl::GlobalKvImpl(const ModelConfig& cfg, int kv_heads, const TpContext& tp) {
+  norm = register_module("norm", RmsNorm(cfg.d_model, cfg.norm_eps));
+  k_proj = register_module("k_proj", linear(cfg.d_model, kv_heads / tp.size * cfg.head_dim()));
+  v_proj = register_module("v_proj", linear(cfg.d_model, kv_heads / tp.size * cfg.head_dim()));
 }
 
 // ---- MLP (SwiGLU) -----------------------------------------------------------------------------
@@ -145,9 +184,10 @@ DecoderImpl::DecoderImpl(const ModelConfig& cfg, TpContext tp)
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(local_vocab_, cfg.d_model));
   layers = register_module("layers", torch::nn::ModuleList());
   for (const auto& lp : plan_.layers) layers->push_back(Block(cfg, lp, tp));
+  if (plan_.has_global_kv()) global_kv = register_module("global_kv", GlobalKv(cfg, plan_.global_kv_heads, tp));
   norm = register_module("norm", RmsNorm(cfg.d_model, cfg.norm_eps));
   lm_head = register_module("lm_head", linear(cfg.d_model, local_vocab_));
-  auto [c, s] = rope_tables(cfg.head_dim(), cfg.max_seq_len, cfg.rope_theta);
+  auto [c, s] = rope_tables(cfg.head_dim(), cfg.max_seq_len, cfg.rope_theta, cfg.yoco.rope_freqs == "linspace");
   rope_cos_ = register_buffer("rope_cos", c);
   rope_sin_ = register_buffer("rope_sin", s);
   describe_shards();
@@ -169,6 +209,12 @@ void DecoderImpl::describe_shards() {
     if (name == "embed_tokens.weight" || name == "lm_head.weight") {
       row_split(cfg_.vocab_size);
       s.padded_size = vocab_padded;
+    } else if (name == "global_kv.k_proj.weight" || name == "global_kv.v_proj.weight") {
+      row_split(plan_.global_kv_heads * dh);  // column-parallel: each rank projects its KV heads
+    } else if (ends_with(name, "g_proj.weight")) {
+      row_split(cfg_.n_heads * dh);
+    } else if (ends_with(name, "gt_proj.weight")) {
+      row_split(cfg_.n_heads);
     } else if (ends_with(name, "q_proj.weight")) {
       row_split(cfg_.n_heads * dh);
     } else if (ends_with(name, "k_proj.weight") || ends_with(name, "v_proj.weight")) {
@@ -302,15 +348,56 @@ at::Tensor DecoderImpl::final_hidden(const at::Tensor& tokens) {
   opt.recompute = exec_.recompute == Recompute::Selective;
   opt.tp = tp_.size > 1 ? tp_.comm : nullptr;
   const bool full = exec_.recompute == Recompute::Full && at::GradMode::is_enabled();
-  at::Tensor x = tp::embedding(tokens, embed_tokens->weight, tp_), delta;  // [B, T, d]
+  at::Tensor x = embed(tokens), delta;  // [B, T, d]
   std::vector<at::Tensor> finals_k, finals_v;
   finals_k.reserve(layers->size());
   finals_v.reserve(layers->size());
-  for (size_t i = 0; i < layers->size(); ++i) {
+  size_t first = 0;
+  if (plan_.has_global_kv()) {
+    // Original YOCO: the self-decoder (looped for YOCO-U; no layer reads another's K/V), then one
+    // global K^, V^ placed where the cross-decoder's plan reads it (final[self_layers - 1]).
+    const size_t n = static_cast<size_t>(plan_.self_layers);
+    for (int loop = 0; loop < plan_.loops; ++loop) {
+      for (size_t i = 0; i < n; ++i) {
+        finals_k.clear();
+        finals_v.clear();
+        std::tie(x, delta) = full ? recomputed_block(i, x, delta, finals_k, finals_v, opt)
+                                  : layers[i]->as<Block>()->forward(x, delta, rope_cos_, rope_sin_, finals_k, finals_v, opt);
+      }
+    }
+    auto g = project_global_kv(x, delta, opt, [&](const at::Tensor& t) { return apply_rope(t, rope_cos_, rope_sin_, fused_); });
+    finals_k.assign(n, at::Tensor());
+    finals_v.assign(n, at::Tensor());
+    finals_k[n - 1] = g.k;
+    finals_v[n - 1] = g.v;
+    x = g.stream;
+    delta = at::Tensor();
+    first = n;
+  }
+  for (size_t i = first; i < layers->size(); ++i) {
     std::tie(x, delta) = full ? recomputed_block(i, x, delta, finals_k, finals_v, opt)
                               : layers[i]->as<Block>()->forward(x, delta, rope_cos_, rope_sin_, finals_k, finals_v, opt);
   }
   return add_rms_norm(x, delta, norm->weight, cfg_.norm_eps, fused_).second;
+}
+
+at::Tensor DecoderImpl::embed(const at::Tensor& tokens) {
+  at::Tensor x = tp::embedding(tokens, embed_tokens->weight, tp_);
+  return cfg_.yoco.embed_scale ? x * std::sqrt(static_cast<double>(cfg_.d_model)) : x;
+}
+
+DecoderImpl::GlobalKvOut DecoderImpl::project_global_kv(const at::Tensor& x, const at::Tensor& delta,
+                                                        const BlockOpOptions& opt,
+                                                        const std::function<at::Tensor(const at::Tensor&)>& rope) {
+  // {X_mid, RMSNorm(X_mid) W_K, RMSNorm(X_mid) W_V}; the column-parallel projections' gradient is
+  // summed over the TP group inside norm_project.
+  auto p = norm_project(x, delta, global_kv->norm->weight, cfg_.norm_eps,
+                        {global_kv->k_proj->weight, global_kv->v_proj->weight}, opt);
+  if (!delta.defined()) p.insert(p.begin(), x);  // norm_project returns the sum only when it adds one
+  const int64_t B = p[1].size(0), T = p[1].size(1), D = cfg_.head_dim();
+  at::Tensor k = p[1].view({B, T, -1, D});
+  if (plan_.global_rope) k = rope(k);
+  return {p[0], k.transpose(1, 2), p[2].view({B, T, -1, D}).transpose(1, 2)};  // [B, H_kv, T, D]
 }
 
 std::pair<at::Tensor, at::Tensor> DecoderImpl::recomputed_block(size_t i, const at::Tensor& residual, const at::Tensor& delta,
@@ -325,7 +412,8 @@ std::pair<at::Tensor, at::Tensor> DecoderImpl::recomputed_block(size_t i, const 
     return from;
   };
   const std::vector<int> k_from = sources(lp.k), v_from = sources(lp.v);
-  const bool k_new = lp.k.kind != KvCombine::Reuse, v_new = lp.v.kind != KvCombine::Reuse;
+  auto is_new = [](const KvSource& s) { return s.kind != KvCombine::Reuse && s.kind != KvCombine::Global; };
+  const bool k_new = is_new(lp.k), v_new = is_new(lp.v);
   std::vector<at::Tensor> inputs{residual};
   if (delta.defined()) inputs.push_back(delta);
   for (int j : k_from) inputs.push_back(finals_k[j]);

@@ -12,6 +12,7 @@
 #include "yocotron/hf_modeling.h"
 #include "yocotron/kv_plan.h"
 #include "yocotron/kv_plan_json.h"
+#include "yocotron/log.h"
 #include "yocotron/safetensors.h"
 #include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
@@ -111,6 +112,15 @@ void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& op
   if (m.arch == "transformer") {
     cfg["architectures"] = {"LlamaForCausalLM"};
     cfg["model_type"] = "llama";
+  } else if (model->plan().has_global_kv()) {
+    // The original YOCO family (window / retention self-decoder, global K^/V^) has no transformers
+    // modeling code yet: yocotron itself reads the export (generate, eval, init_from hf:).
+    cfg["architectures"] = {"YocotronForCausalLM"};
+    cfg["model_type"] = "yocotron";
+    cfg["yocotron_arch"] = m.arch;
+    for (const auto& s : plan_settings(m)) cfg[s.hf_key] = setting_json(s);
+    log::warn("export-hf: ", m.arch, " has no transformers modeling code (yet): this export is for yocotron's own "
+              "hf: sources (generate, eval, init_from); transformers cannot load it");
   } else {
     // transformers loads these with trust_remote_code: our modeling file rebuilds the KV plan from
     // yocotron_arch and the plan settings below (hf_modeling.h).

@@ -24,11 +24,39 @@ KvCache::KvCache(const KvPlan& plan, int64_t head_dim, int tp_size, int64_t batc
     k_.push_back(buffer(lp.cached_k_heads));
     v_.push_back(buffer(lp.cached_v_heads));
   }
+  if (plan.has_global_kv()) {
+    global_k_ = at::zeros({batch, plan.global_kv_heads / tp_size, capacity, head_dim}, options);
+    global_v_ = at::zeros_like(global_k_);
+    self_layers_ = plan.self_layers;
+    for (int loop = 0; loop < plan.loops; ++loop) {
+      for (int i = 0; i < plan.self_layers; ++i) {
+        const auto& lp = plan.layers[i];
+        at::Tensor rk, rv, st;
+        if (lp.mixer == Mixer::Retention) {
+          st = at::zeros({batch, lp.own_k_heads / tp_size, head_dim, head_dim}, options.dtype(at::kFloat));
+        } else if (lp.window > 0) {
+          // Zeros, not garbage: masked slots still enter the attention matmul (0 * NaN is NaN).
+          rk = at::zeros({batch, lp.own_k_heads / tp_size, lp.window, head_dim}, options);
+          rv = at::zeros({batch, lp.own_v_heads / tp_size, lp.window, head_dim}, options);
+        }
+        window_k_.push_back(rk);
+        window_v_.push_back(rv);
+        state_.push_back(st);
+      }
+    }
+  }
+}
+
+void KvCache::write_global(const at::Tensor& k, const at::Tensor& v) {
+  global_k_.narrow(2, length_, k.size(2)).copy_(k);
+  global_v_.narrow(2, length_, v.size(2)).copy_(v);
 }
 
 int64_t KvCache::bytes() const {
   int64_t total = 0;
-  for (const auto* list : {&k_, &v_})
+  for (const auto& t : {global_k_, global_v_})
+    if (t.defined()) total += t.numel() * static_cast<int64_t>(t.element_size());
+  for (const auto* list : {&k_, &v_, &window_k_, &window_v_, &state_})
     for (const auto& t : *list)
       if (t.defined()) total += t.numel() * static_cast<int64_t>(t.element_size());
   return total;
@@ -53,8 +81,15 @@ KvCache KvCache::select_rows(const std::vector<int64_t>& rows) const {
   }
   const at::Tensor index = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(pad_tensor_.device());
   c.pad_tensor_ = pad_tensor_.index_select(0, index);
-  for (const auto& t : k_) c.k_.push_back(t.defined() ? t.index_select(0, index) : at::Tensor());
-  for (const auto& t : v_) c.v_.push_back(t.defined() ? t.index_select(0, index) : at::Tensor());
+  auto rows_of = [&](const at::Tensor& t) { return t.defined() ? t.index_select(0, index) : at::Tensor(); };
+  for (const auto& t : k_) c.k_.push_back(rows_of(t));
+  for (const auto& t : v_) c.v_.push_back(rows_of(t));
+  c.global_k_ = rows_of(global_k_);
+  c.global_v_ = rows_of(global_v_);
+  c.self_layers_ = self_layers_;
+  for (const auto& t : window_k_) c.window_k_.push_back(rows_of(t));
+  for (const auto& t : window_v_) c.window_v_.push_back(rows_of(t));
+  for (const auto& t : state_) c.state_.push_back(rows_of(t));
   return c;
 }
 

@@ -42,7 +42,8 @@ at::Tensor combine_kv(const KvSource& src, const at::Tensor& own, const std::vec
                       const at::Tensor& weights, bool fused) {
   switch (src.kind) {
     case KvCombine::Own: return own;
-    case KvCombine::Reuse: return finals.at(src.from);
+    case KvCombine::Reuse:
+    case KvCombine::Global: return finals.at(src.from);
     case KvCombine::ScalarMix: {
       if (fused && own.is_cuda()) return kernels::scalar_mix(finals.at(src.from), own, weights, src.scale);
       return ScalarMix::apply(finals.at(src.from), own, weights, src.scale);

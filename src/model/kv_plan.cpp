@@ -145,6 +145,44 @@ KvPlan resformer_plan(const ModelConfig& m) {
   return p;
 }
 
+// Original YOCO: a self-decoder of the bottom n layers (sliding-window attention or gated
+// retention) applied `loops` times, then one global K^/V^ shared by the top n (cross-decoder)
+// layers. Only K^/V^ grow with the sequence; windows and retention states are constant.
+KvPlan yoco_original_plan(const ModelConfig& m, const std::string& arch, Mixer mixer, int loops, bool cross_rope) {
+  KvPlan p{arch, {}};
+  const int n = n_layers(m) / 2;
+  p.self_layers = n;
+  p.loops = loops;
+  p.global_kv_heads = kv_heads(m);
+  p.global_rope = cross_rope;
+  p.retention_chunk = m.yoco.chunk;
+  KvSource global;
+  global.kind = KvCombine::Global;
+  global.from = n - 1;
+  for (int i = 0; i < n_layers(m); ++i) {
+    LayerKvPlan l;
+    l.layer = i;
+    if (i < n) {
+      l.mixer = mixer;
+      l.loop_group = 0;
+      // gRet projects K and V for every query head (no GQA), as the original's GateRetention.
+      l.own_k_heads = l.own_v_heads = mixer == Mixer::Retention ? static_cast<int>(m.n_heads) : kv_heads(m);
+      l.window = mixer == Mixer::Attention ? m.yoco.window : 0;
+    } else {
+      l.k = l.v = global;
+      l.rope = cross_rope;
+    }
+    p.layers.push_back(l);
+  }
+  return p;
+}
+
+KvPlan yoco_swa_plan(const ModelConfig& m) { return yoco_original_plan(m, "yoco_swa", Mixer::Attention, 1, m.yoco.cross_rope); }
+KvPlan yoco_gret_plan(const ModelConfig& m) { return yoco_original_plan(m, "yoco_gret", Mixer::Retention, 1, m.yoco.cross_rope); }
+KvPlan yocou_plan(const ModelConfig& m) {
+  return yoco_original_plan(m, "yocou", Mixer::Attention, static_cast<int>(m.yoco.loops), m.yoco.cross_rope);
+}
+
 std::vector<std::string> no_extra_checks(const ModelConfig&) { return {}; }
 
 std::vector<std::string> yoco_family_checks(const ModelConfig& m) {
@@ -159,6 +197,13 @@ std::vector<std::string> yocopp_checks(const ModelConfig& m) {
   if (!(m.yocopp.scaling_factor > 0))
     out.push_back(cat("model.yocopp.scaling_factor=", m.yocopp.scaling_factor, " must be > 0"));
   return out;
+}
+
+std::vector<std::string> yoco_original_checks(const ModelConfig& m) {
+  if (m.n_layers % 2 != 0 || m.n_layers < 2)
+    return {cat("model.n_layers=", m.n_layers, " must be even (and >= 2) for model.arch=", m.arch,
+                ": the bottom half is the self-decoder, the top half the cross-decoder")};
+  return {};
 }
 
 std::vector<std::string> skipv1_checks(const ModelConfig& m) {
@@ -179,6 +224,12 @@ const std::vector<Architecture>& architectures() {
       {"cla2", "each even layer reuses the K,V of the layer below it", cla2_plan, no_extra_checks},
       {"skipv1", "layers >= 2 take half their value heads from layer 1", skipv1_plan, skipv1_checks},
       {"resformer", "layers >= 2 attend with a residual mix of layer 1's values", resformer_plan, no_extra_checks},
+      {"yoco_swa", "original YOCO: sliding-window self-decoder, one global K,V for the cross-decoder", yoco_swa_plan,
+       yoco_original_checks},
+      {"yoco_gret", "original YOCO: gated-retention self-decoder, one global K,V for the cross-decoder", yoco_gret_plan,
+       yoco_original_checks},
+      {"yocou", "Universal YOCO: yoco_swa with its self-decoder looped model.yoco.loops times", yocou_plan,
+       yoco_original_checks},
   };
   return archs;
 }
@@ -207,10 +258,24 @@ KvPlan make_kv_plan(const ModelConfig& m) {
 int64_t KvPlan::kv_cache_bytes_per_token(int64_t head_dim, int64_t bytes_per_element) const {
   CheckedInt heads = 0;
   for (const auto& l : layers) heads += CheckedInt(l.cached_k_heads) + l.cached_v_heads;
+  heads += CheckedInt(global_kv_heads) * 2;
   CheckedInt bytes = heads * head_dim * bytes_per_element;
   if (bytes.overflowed())
     throw ConfigError({cat("model.n_layers=", layers.size(), " x model.n_kv_heads x head dim ", head_dim,
                            ": the KV-cache bytes per token overflow a 64-bit integer; make the model smaller")});
+  return bytes.value();
+}
+
+int64_t KvPlan::kv_cache_constant_bytes(int64_t head_dim, int64_t heads, int64_t bytes_per_element) const {
+  CheckedInt bytes = 0;
+  for (const auto& l : layers) {
+    if (l.loop_group < 0) continue;  // only the self-decoder keeps constant state
+    if (l.mixer == Mixer::Retention) bytes += CheckedInt(loops) * heads * head_dim * head_dim * 4;  // fp32 state
+    else if (l.window > 0)
+      bytes += CheckedInt(loops) * l.window * (CheckedInt(l.own_k_heads) + l.own_v_heads) * head_dim * bytes_per_element;
+  }
+  if (bytes.overflowed()) throw ConfigError({cat("model.yoco.window=", layers.empty() ? 0 : layers[0].window,
+                                                 ": the constant cache bytes overflow a 64-bit integer")});
   return bytes.value();
 }
 
@@ -222,14 +287,18 @@ ParamCounts count_parameters(const ModelConfig& m, const KvPlan& plan) {
     if (s.kind == KvCombine::VectorMix) return dh;  // two vectors of dh/2
     return 0;
   };
-  CheckedInt non_embedding = 0, kv_weights = 0;
+  CheckedInt non_embedding = 0, kv_weights = 0, looped = 0;
   for (const auto& l : plan.layers) {
-    non_embedding += d * m.n_heads * dh * 2;                                        // q_proj, o_proj
-    non_embedding += d * (CheckedInt(l.own_k_heads) + l.own_v_heads) * dh;          // k_proj, v_proj
-    non_embedding += CheckedInt(3) * d * m.d_ffn + CheckedInt(2) * d;               // SwiGLU, two norms
+    CheckedInt layer = d * m.n_heads * dh * 2;                                // q_proj, o_proj
+    layer += d * (CheckedInt(l.own_k_heads) + l.own_v_heads) * dh;           // k_proj, v_proj
+    layer += CheckedInt(3) * d * m.d_ffn + CheckedInt(2) * d;                // SwiGLU, two norms
+    if (l.mixer == Mixer::Retention) layer += d * m.n_heads * (dh + 1);       // g_proj, gt_proj
+    non_embedding += layer;
+    if (l.loop_group >= 0) looped += layer;
     kv_weights += weights(l.k) + weights(l.v);
   }
   non_embedding += kv_weights + d;  // + final norm
+  if (plan.has_global_kv()) non_embedding += d * CheckedInt(plan.global_kv_heads) * dh * 2 + d;  // W_K^, W_V^, norm
   CheckedInt embedding = CheckedInt(2) * m.vocab_size * d;
   CheckedInt total = non_embedding + embedding;
   if (total.overflowed())
@@ -239,6 +308,7 @@ ParamCounts count_parameters(const ModelConfig& m, const KvPlan& plan) {
   ParamCounts c;
   c.non_embedding = non_embedding.value();
   c.kv_weights = kv_weights.value();
+  c.looped = looped.value();
   c.embedding = embedding.value();
   c.total = total.value();
   return c;
@@ -252,6 +322,14 @@ std::vector<PlanSetting> plan_settings(const ModelConfig& m) {
     return {{"model.resformer.learnable", "resformer_learnable", b(m.resformer.learnable)},
             {"model.resformer.lambda1", "resformer_lambda1", format_double(m.resformer.lambda1)},
             {"model.resformer.lambda2", "resformer_lambda2", format_double(m.resformer.lambda2)}};
+  if (m.arch == "yoco_swa" || m.arch == "yoco_gret" || m.arch == "yocou") {
+    std::vector<PlanSetting> s{{"model.yoco.cross_rope", "yoco_cross_rope", b(m.yoco.cross_rope)},
+                               {"model.yoco.embed_scale", "yoco_embed_scale", b(m.yoco.embed_scale)},
+                               {"model.yoco.rope_freqs", "yoco_rope_freqs", m.yoco.rope_freqs}};
+    if (m.arch != "yoco_gret") s.push_back({"model.yoco.window", "yoco_window", std::to_string(m.yoco.window)});
+    if (m.arch == "yocou") s.push_back({"model.yoco.loops", "yoco_loops", std::to_string(m.yoco.loops)});
+    return s;
+  }
   return {};
 }
 
@@ -264,6 +342,7 @@ std::string describe(const KvSource& s) {
                  s.scale == 1.0 ? "" : ")", s.learnable ? "" : " (fixed)");
     case KvCombine::VectorMix: return cat("w*L", s.from + 1, " + w'*L", s.from2 + 1);
     case KvCombine::HeadSplice: return cat("even heads own, odd heads L", s.from + 1);
+    case KvCombine::Global: return "global K^,V^";
   }
   return "?";
 }

@@ -10,13 +10,14 @@ const char* kind_name(KvCombine k) {
     case KvCombine::ScalarMix: return "scalar_mix";
     case KvCombine::VectorMix: return "vector_mix";
     case KvCombine::HeadSplice: return "head_splice";
+    case KvCombine::Global: return "global";
   }
   return "?";
 }
 
 nlohmann::json source_json(const KvSource& s) {
   nlohmann::json j = {{"kind", kind_name(s.kind)}, {"describe", describe(s)}};
-  if (s.from >= 0) j["from_layer"] = s.from + 1;  // 1-based, as in the papers
+  if (s.from >= 0 && s.kind != KvCombine::Global) j["from_layer"] = s.from + 1;  // 1-based, as in the papers
   if (s.from2 >= 0) j["from_layer2"] = s.from2 + 1;
   if (s.has_weights()) {
     j["scale"] = s.scale;
@@ -33,7 +34,12 @@ nlohmann::json source_json(const KvSource& s) {
 nlohmann::json plan_to_json(const KvPlan& plan) {
   nlohmann::json layers = nlohmann::json::array();
   for (const auto& l : plan.layers) {
+    nlohmann::json mixer = l.mixer == Mixer::Retention ? "retention" : l.window > 0 ? "window" : "attention";
     layers.push_back({{"layer", l.layer + 1},
+                      {"mixer", mixer},
+                      {"window", l.window},
+                      {"rope", l.rope},
+                      {"loop_group", l.loop_group},
                       {"own_k_heads", l.own_k_heads},
                       {"own_v_heads", l.own_v_heads},
                       {"cached_k_heads", l.cached_k_heads},

@@ -80,9 +80,10 @@ std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& residual, const
   return {sum, rms_norm(sum, weight, eps)};
 }
 
-std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, int64_t max_seq_len, double theta) {
+std::pair<at::Tensor, at::Tensor> rope_tables(int64_t head_dim, int64_t max_seq_len, double theta, bool linspace) {
   auto opts = at::TensorOptions().dtype(at::kDouble);
-  auto inv_freq = at::pow(theta, -at::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
+  auto inv_freq = linspace ? at::pow(theta, -at::linspace(0.0, 1.0, head_dim / 2, opts))
+                           : at::pow(theta, -at::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
   auto freqs = at::outer(at::arange(max_seq_len, opts), inv_freq);  // [T, D/2]
   auto emb = at::cat({freqs, freqs}, -1);                          // [T, D]
   return {emb.cos().to(at::kFloat), emb.sin().to(at::kFloat)};
@@ -183,6 +184,38 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   throw std::runtime_error(std::string("model.attention=") + attention_kernel_name(kernel) +
                            " needs LibTorch >= 2 (this build has " TORCH_VERSION ")");
 #endif
+}
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define YOCOTRON_WINDOW_KERNEL 1
+#endif
+
+bool window_kernel_available() {
+#ifdef YOCOTRON_WINDOW_KERNEL
+  return true;
+#else
+  return false;
+#endif
+}
+
+at::Tensor window_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+                            AttentionKernel kernel) {
+  const int64_t T = k.size(2);
+  if (window >= T) return causal_attention(q, k, v, kernel);  // the window covers every key
+#ifdef YOCOTRON_WINDOW_KERNEL
+  const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+  if (q.is_cuda() && half && kernel != AttentionKernel::Math) {
+    // Flash takes [B, T, H, D] and grouped-query heads as they are; autograd reaches
+    // _flash_attention_backward with the same window. Returned as [B, H, T, D] (a view).
+    auto out = at::_flash_attention_forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), std::nullopt,
+                                            std::nullopt, T, T, 0.0, /*is_causal=*/true, /*return_debug_mask=*/false,
+                                            /*scale=*/std::nullopt, /*window_size_left=*/window - 1,
+                                            /*window_size_right=*/0);
+    return std::get<0>(out).transpose(1, 2);
+  }
+#endif
+  auto ones = at::ones({T, T}, q.options().dtype(at::kBool));
+  return math_attention(q, k, v, ones.triu(1).logical_or(ones.tril(-window)));
 }
 
 at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,

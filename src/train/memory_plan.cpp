@@ -23,7 +23,10 @@ std::string model_keys(const ModelConfig& m) {
 MemoryPlan plan_memory(const Config& cfg, int64_t dp, bool bf16, bool gpu) {
   const ModelConfig& m = cfg.model;
   const int64_t tp = cfg.parallel.tp;
-  const ParamCounts pc = count_parameters(m, make_kv_plan(m));  // ConfigError when it overflows
+  const KvPlan kv_plan = make_kv_plan(m);
+  const ParamCounts pc = count_parameters(m, kv_plan);  // ConfigError when it overflows
+  // A looped self-decoder (yocou) keeps one block's activations per application.
+  const int64_t applied_layers = m.n_layers + static_cast<int64_t>(kv_plan.loops - 1) * kv_plan.self_layers;
   // Replicated on every tensor-parallel rank: the norms (two per layer and the final one) and the KV
   // mixing weights; every matrix is split over the ranks, the embedding and head by vocabulary rows.
   const CheckedInt norms = CheckedInt(m.n_layers) * 2 * m.d_model + m.d_model;
@@ -57,7 +60,7 @@ MemoryPlan plan_memory(const Config& cfg, int64_t dp, bool bf16, bool gpu) {
   const CheckedInt tokens = CheckedInt(cfg.train.micro_batch) * cfg.data.seq_len;
   CheckedInt per_token = m.d_model;
   if (cfg.train.recompute != "full") per_token += floor_div(CheckedInt(2) * m.d_model + CheckedInt(2) * m.d_ffn, tp);
-  CheckedInt activations = tokens * m.n_layers * per_token * compute;
+  CheckedInt activations = tokens * applied_layers * per_token * compute;
   if (cfg.train.loss_chunk_tokens == 0) activations += tokens * vocab_rows * compute;
 
   MemoryPlan p;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On one GPU: yocotron's training throughput and peak memory at the shapes docs/benchmarks.md
-# reports (TinyLlama-1.1B and 125M, transformer and yocopp, the fast paths on and off), one JSON
+# reports (TinyLlama-1.1B and 125M, transformer, yocopp and the original YOCO family, the fast paths on and off), one JSON
 # line each into $OUT_FILE, then a table. With PEER=1 the Hugging Face peer (torch.compile) runs the
 # same shapes in the same session and the table gains the ratio.
 #   tests/gpu/speed_suite.sh        (env: YOCOTRON=build-gpu/bin/yocotron STEPS=15 PEER=0 OUT_FILE=speed.jsonl ONLY=regex)
@@ -30,6 +30,9 @@ run() {  # NAME RECIPE [--set ...]
 }
 run tl-transformer-b8 $TL/transformer.yaml --set train.global_batch=8
 run tl-yocopp-b8 $TL/yocopp.yaml --set train.global_batch=8
+run tl-yoco_swa-b8 $TL/yoco_swa.yaml --set train.global_batch=8
+run tl-yoco_gret-b8 $TL/yoco_gret.yaml --set train.global_batch=8
+run tl-yocou-b8 $TL/yocou.yaml --set train.global_batch=8
 run tl-transformer-b8-nofused $TL/transformer.yaml --set train.global_batch=8 --set model.fused_kernels=false
 run tl-transformer-b8-flash $TL/transformer.yaml --set train.global_batch=8 --set model.attention=flash
 run tl-transformer-b8-fulllogits $TL/transformer.yaml --set train.global_batch=8 --set train.loss_chunk_tokens=0
@@ -37,6 +40,9 @@ run tl-transformer-b16 $TL/transformer.yaml --set train.global_batch=16 --set tr
 run tl-transformer-b16-recompute-selective $TL/transformer.yaml --set train.global_batch=16 --set train.micro_batch=16 --set train.recompute=selective
 run sm-transformer-b16 $SM/transformer.yaml
 run sm-yocopp-b16 $SM/yocopp.yaml
+run sm-yoco_swa-b16 $SM/yoco_swa.yaml
+run sm-yoco_gret-b16 $SM/yoco_gret.yaml
+run sm-yocou-b16 $SM/yocou.yaml
 run sm-transformer-b16-nofused $SM/transformer.yaml --set model.fused_kernels=false
 run sm-transformer-b32 $SM/transformer.yaml --set train.micro_batch=32 --set train.global_batch=64
 run sm-yocopp-b32 $SM/yocopp.yaml --set train.micro_batch=32 --set train.global_batch=64
