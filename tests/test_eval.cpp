@@ -228,8 +228,11 @@ TEST_CASE("eval: ARC (labels A-E or 1-4), OpenBookQA, PIQA and WinoGrande raw fi
 }
 
 TEST_CASE("eval: the batched prefix-sharing scorer equals one forward per request", "[eval]") {
-  for (const std::string arch : {"transformer", "yocopp"}) {
+  for (const std::string arch : {"transformer", "yocopp", "yoco_gret", "yocou"}) {
     ModelConfig mc = test::small_model(arch);  // vocabulary 50, max_seq_len 16
+    mc.yoco.window = 4;  // the window rings wrap inside a context
+    mc.yoco.loops = 2;
+    mc.yoco.chunk = 4;
     Decoder model(mc);
     model->init_weights(7);
     model->eval();
