@@ -227,7 +227,9 @@ TEST_CASE("eval cli: train.eval_tasks logs what `yocotron eval` reports, with DP
     test::write_file(p, "model:\n  arch: yocopp\n  n_layers: 2\n  d_model: 64\n  n_heads: 4\n  n_kv_heads: 2\n  d_ffn: 128\n"
                         "  vocab_size: 512\n  max_seq_len: 48\n  attention: math\n"
                         "data:\n  train: " + (t.dataset / "train").string() + "\n  seq_len: 32\n"
-                        "train:\n  steps: 20\n  micro_batch: " + std::to_string(micro) + "\n  global_batch: 8\n  lr: 0.01\n"
+                        // device cpu: under mpirun on a one-GPU node rank 1 has no GPU (the hook's results are compared
+                        // with a CPU `yocotron eval`)
+                        "train:\n  device: cpu\n  steps: 20\n  micro_batch: " + std::to_string(micro) + "\n  global_batch: 8\n  lr: 0.01\n"
                         "  min_lr: 0.001\n  warmup_steps: 5\n  eval_tasks: [" + t.task.string() + ", " + t.wino.string() + "]\n"
                         "  eval_tasks_every: 10\ncheckpoint:\n  every: 0\nlog:\n  every: 10\n  tensorboard: true\n");
     return p.string();

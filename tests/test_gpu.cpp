@@ -65,9 +65,14 @@ TEST_CASE("sliding-window flash attention against the math path: forward and gra
     const char* what[] = {"output", "dq", "dk", "dv"};
     for (int i = 0; i < 4; ++i) {
       INFO(what[i]);
-      auto rel = [&](const at::Tensor& a) { return ((a - want[i]).abs().max() / want[i].abs().max()).item<double>(); };
+      // Window 1: each query sees only itself, so dq and dk are exactly 0; measure them against dv's scale.
+      double scale = want[i].abs().max().item<double>();
+      const bool exact_zero = scale == 0;
+      if (exact_zero) scale = want[3].abs().max().item<double>();
+      auto rel = [&](const at::Tensor& a) { return (a - want[i]).abs().max().item<double>() / scale; };
       CHECK(rel(flash[i]) <= 2e-2);
-      CHECK(rel(flash[i]) <= 2 * rel(math[i]) + 1e-3);  // flash in bf16 no worse than math in bf16
+      // flash in bf16 no worse than math in bf16 (math's zero gradients are exact, flash's are rounding)
+      if (!exact_zero) CHECK(rel(flash[i]) <= 2 * rel(math[i]) + 1e-3);
     }
   }
 }
