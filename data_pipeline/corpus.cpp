@@ -109,6 +109,8 @@ struct CorpusReader::LineSource {
   uint64_t* bytes;
 
   LineSource(const std::string& p, uint64_t* byte_counter) : path(p), bytes(byte_counter) {
+    std::error_code ec;  // a FIFO or device would block or never end
+    if (!std::filesystem::is_regular_file(p, ec)) throw std::runtime_error(cat(p, ": not a regular file (a FIFO, socket, device or directory)"));
     f = std::fopen(p.c_str(), "rb");
     if (!f) throw std::runtime_error(cat(p, ": cannot open: ", std::strerror(errno)));
     if (ends_with(p, ".zst")) {

@@ -141,6 +141,36 @@ bool is_validation_doc(const std::string& text, double val_fraction) {
   return static_cast<double>(h >> 11) * 0x1.0p-53 < val_fraction;
 }
 
+namespace {
+
+// --overwrite replaces a dataset, never anything else: an existing OUT must be an empty directory or
+// hold a yocotron dataset manifest, and no input may lie inside it.
+void check_replaceable(const std::string& out_dir, const std::vector<std::string>& inputs) {
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(out_dir, ec);
+  if (!fs::is_directory(out_dir) || fs::is_symlink(out_dir))
+    throw std::runtime_error(cat(out_dir, ": exists and is not a dataset directory; --overwrite replaces datasets only"));
+  for (const auto& f : inputs) {
+    const fs::path in = fs::weakly_canonical(f, ec);
+    auto rel = in.lexically_relative(out);
+    if (!rel.empty() && *rel.begin() != "..")
+      throw std::runtime_error(cat(out_dir, ": the input ", f, " lies inside it; --overwrite would delete it"));
+  }
+  if (fs::is_empty(out_dir, ec)) return;
+  const fs::path manifest = fs::path(out_dir) / "manifest.json";
+  bool dataset = false;
+  try {
+    dataset = fs::is_regular_file(manifest) &&
+              nlohmann::json::parse(read_text_file(manifest.string())).value("format", std::string()) == "yocotron-dataset";
+  } catch (const std::exception&) {
+  }
+  if (!dataset)
+    throw std::runtime_error(cat(out_dir, ": exists and is not a yocotron dataset (no manifest.json of one); --overwrite "
+                                 "replaces datasets only, so remove it yourself or choose another --out"));
+}
+
+}  // namespace
+
 TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
   auto t0 = Clock::now();
   if (o.out_dir.empty()) throw std::runtime_error("tokenize: missing --out DATASET_DIR");
@@ -150,6 +180,7 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
   if (fs::exists(o.out_dir) && !o.overwrite)
     throw std::runtime_error(cat(o.out_dir, ": already exists (pass --overwrite to replace it)"));
   std::vector<std::string> files = expand_inputs(o.inputs);
+  if (fs::exists(o.out_dir)) check_replaceable(o.out_dir, files);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
   fs::path out = fs::path(o.out_dir);

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <typeinfo>
 
+#include <sys/stat.h>
+
 #include "catch.hpp"
 #include "dataset_fixture.h"
 #include "helpers.h"
@@ -754,5 +756,83 @@ TEST_CASE("the real binary: resume past torn metrics rows, crafted checkpoints, 
     CHECK(!fs::exists(d / "ds"));
   } else {
     WARN("no yocotron-tokenize in this build: the empty-corpus case is not run");
+  }
+}
+
+TEST_CASE("a second hostile pass: lock symlinks, --overwrite of a non-dataset, FIFOs, crafted HF configs, huge bench lengths, empty sections",
+          "[reliability]") {
+  fs::path d = test::temp_dir("rel-pass2");
+  const std::string train = test::make_dataset(d / "data", "train", {test::markov_tokens(3000, 64, 9)}, 64);
+  const fs::path recipe = d / "recipe.yaml";
+  test::write_file(recipe,
+                   "model: {arch: yocopp, n_layers: 2, d_model: 32, n_heads: 4, n_kv_heads: 2, d_ffn: 64, vocab_size: 64, max_seq_len: 16}\n"
+                   "data: {train: " + train + ", seq_len: 16}\n"
+                   "train: {steps: 2, micro_batch: 4, global_batch: 4, lr: 0.01, warmup_steps: 1}\n"
+                   "checkpoint: {every: 0}\nlog: {every: 1}\n");
+
+  // RUN/.lock planted as a symlink: refused, and the file it points at is untouched.
+  test::write_file(d / "precious.txt", "PRECIOUS\n");
+  fs::create_directories(d / "run-link");
+  fs::create_symlink(d / "precious.txt", d / "run-link" / ".lock");
+  expect_refused("train --config " + recipe.string() + " --run-dir " + (d / "run-link").string(),
+                 (d / "run-link" / ".lock").string(), "is a symbolic link");
+  CHECK(test::read_file(d / "precious.txt") == "PRECIOUS\n");
+
+  // A FIFO where a shard should be: refused at once instead of waiting for a writer.
+  fs::path shard;
+  for (const auto& e : fs::directory_iterator(train))
+    if (e.path().extension() == ".bin") shard = e.path();
+  REQUIRE(!shard.empty());
+  fs::copy(fs::path(train).parent_path(), d / "fifo-data", fs::copy_options::recursive);
+  const std::string fifo_split = (d / "fifo-data" / fs::path(train).filename()).string();
+  fs::remove(fs::path(fifo_split) / shard.filename());
+  REQUIRE(::mkfifo((fs::path(fifo_split) / shard.filename()).c_str(), 0644) == 0);
+  expect_refused("train --config " + recipe.string() + " --run-dir " + (d / "run-fifo").string() + " --set data.train=" + fifo_split,
+                 (fs::path(fifo_split) / shard.filename()).string(), "not a token shard");
+
+  // An empty section under base: changes nothing (the base's keys stay).
+  test::write_file(d / "child.yaml", "base: " + recipe.string() + "\nmodel:\n  # n_layers: 4\n");
+  auto shown = test::run_yocotron("config --config " + (d / "child.yaml").string());
+  INFO(shown.err);
+  REQUIRE(shown.exit_code == 0);
+  CHECK_THAT(shown.out, ContainsSubstring("arch: yocopp"));
+
+  // bench on the CPU with lengths whose attention cannot fit: one line, exit 2, before anything runs.
+  expect_refused("bench --config " + recipe.string() + " --part prefill --lengths 10000000 --batch 1", "bench: 10000001 positions",
+                 "use shorter --lengths");
+
+  // A Hugging Face directory whose Llama fields make no model, and an index pointing out of it.
+  auto export_run = test::run_yocotron("export-hf " + recipe.string() + " --out " + (d / "hf").string());
+  INFO(export_run.err);
+  REQUIRE(export_run.exit_code == 0);
+  json cfg = json::parse(test::read_file(d / "hf" / "config.json"));
+  cfg.erase("yocotron");
+  cfg["model_type"] = "llama";
+  cfg["num_attention_heads"] = 0;
+  fs::copy(d / "hf", d / "hf0", fs::copy_options::recursive);
+  test::write_file(d / "hf0" / "config.json", cfg.dump(1));
+  expect_refused("train --config " + recipe.string() + " --run-dir " + (d / "r-hf0").string() + " --set model.arch=transformer" +
+                     " --set model.init_from=hf:" + (d / "hf0").string(),
+                 (d / "hf0" / "config.json").string(), "model.n_heads=0 must be > 0");
+  cfg["num_attention_heads"] = 4;
+  fs::copy(d / "hf", d / "hfx", fs::copy_options::recursive);
+  test::write_file(d / "hfx" / "config.json", cfg.dump(1));
+  fs::rename(d / "hfx" / "model.safetensors", d / "outside.safetensors");
+  test::write_file(d / "hfx" / "model.safetensors.index.json", R"({"weight_map": {"embed_tokens.weight": "../outside.safetensors"}})");
+  expect_refused("train --config " + recipe.string() + " --run-dir " + (d / "r-hfx").string() + " --set model.arch=transformer" +
+                     " --set model.init_from=hf:" + (d / "hfx").string(),
+                 (d / "hfx" / "model.safetensors.index.json").string(), "is not a file name in");
+
+  if (fs::exists(fs::path(test::yocotron_bin()).parent_path() / "yocotron-tokenize")) {
+    // --overwrite replaces datasets only: not a directory of notes, not the directory holding its input.
+    test::write_file(d / "notes" / "thesis.tex", "x\n");
+    test::write_file(d / "g.txt", "hello there, a line of text for the tokenizer\n");
+    expect_refused("tokenize --vocab-size 300 --input " + (d / "g.txt").string() + " --out " + (d / "notes").string() + " --overwrite",
+                   (d / "notes").string(), "is not a yocotron dataset");
+    CHECK(fs::exists(d / "notes" / "thesis.tex"));
+    test::write_file(d / "corpus" / "a.txt", "some text to tokenize\n");
+    expect_refused("tokenize --vocab-size 300 --input " + (d / "corpus").string() + " --out " + (d / "corpus").string() + " --overwrite",
+                   (d / "corpus").string(), "lies inside it");
+    CHECK(fs::exists(d / "corpus" / "a.txt"));
   }
 }

@@ -1,4 +1,5 @@
 // `yocotron <command> [options]`: dispatch, and the one place that turns errors into exit codes.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -7,6 +8,7 @@
 #include "yocotron/cli_args.h"
 #include "yocotron/config.h"
 #include "yocotron/errors.h"
+#include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
 
 namespace yt::cli {
@@ -73,6 +75,12 @@ int dispatch(const Args& argv) {
 
 int main(int argc, char** argv) {
   yt::cli::Args args(argv + 1, argv + argc);
+  // A trainer is preemptible from its first instruction: a stop that lands during startup (MPI,
+  // recipe, data) is served at the first safe point instead of killing the process (exit 75, not 143).
+  if (!args.empty() && args[0] == "train") yt::install_stop_handlers();
+  // A file-size limit (ulimit -f) must fail the write with EFBIG, which is reported with the file's
+  // name, not kill the process silently.
+  std::signal(SIGXFSZ, SIG_IGN);
   // The one place where errors become messages: LibTorch's lose their C++ backtrace on the way.
   return yt::run_cli(args.empty() ? "" : args[0], [&] { return yt::without_backtraces([&] { return yt::cli::dispatch(args); }); });
 }

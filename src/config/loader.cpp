@@ -52,6 +52,8 @@ void merge_into(YAML::Node dst, const YAML::Node& src) {
     std::string key = kv.first.as<std::string>();
     if (dst[key] && dst[key].IsMap() && kv.second.IsMap()) {
       merge_into(dst[key], kv.second);
+    } else if (dst[key] && dst[key].IsMap() && kv.second.IsNull()) {
+      // An empty section (`model:` with every key commented out) names no key: the base's stay.
     } else {
       dst[key] = YAML::Clone(kv.second);
     }

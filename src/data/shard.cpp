@@ -60,7 +60,8 @@ void write_shard(const std::string& path, const std::vector<uint32_t>& tokens, c
 }
 
 Shard::Shard(std::string path, bool verify_payload) : path_(std::move(path)) {
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO planted as a shard must not wait for a writer (fstat then refuses it).
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw std::runtime_error(cat(path_, ": cannot open shard: ", std::strerror(errno)));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {

@@ -90,6 +90,10 @@ uint32_t crc32c_file(const std::string& path, uint64_t* size_out) {
 }
 
 std::string read_text_file(const std::string& path) {
+  // A FIFO or device would block or never end: only regular files are read.
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw std::runtime_error(cat(path, ": not a regular file (", std::filesystem::is_directory(path, ec) ? "a directory" : "a FIFO, socket or device", ")"));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(cat(path, ": cannot open: ", errno_text()));
   std::stringstream ss;

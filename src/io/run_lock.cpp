@@ -1,6 +1,7 @@
 #include "yocotron/run_lock.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -49,8 +50,16 @@ std::unique_ptr<RunDirLock> RunDirLock::try_acquire(const std::string& run_dir, 
                                                     std::string* holder, std::string* warning) {
   fs::create_directories(run_dir);
   const std::string path = (fs::path(run_dir) / ".lock").string();
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW: a symlink planted as .lock must not make us truncate whatever it points at.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 && errno == ELOOP)
+    throw std::runtime_error(cat(path, ": is a symbolic link, not the run directory's lock file (remove it)"));
   if (fd < 0) throw std::runtime_error(cat(path, ": cannot open the run directory's lock file: ", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw std::runtime_error(cat(path, ": is not a regular file, so not the run directory's lock file (remove it)"));
+  }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     if (err == EWOULDBLOCK) {

@@ -134,7 +134,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& e, uint64_t dat
 }  // namespace
 
 SafetensorsFile load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& only) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block (checked below)
   if (fd < 0) throw std::runtime_error(cat(path, ": cannot open: ", std::strerror(errno)));
   struct Closer {
     int fd;

@@ -1,5 +1,6 @@
 #include "yocotron/hf.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "yocotron/kv_plan.h"
 #include "yocotron/kv_plan_json.h"
 #include "yocotron/log.h"
+#include "yocotron/reader_checks.h"
 #include "yocotron/safetensors.h"
 #include "yocotron/stop_signal.h"
 #include "yocotron/str.h"
@@ -177,7 +179,11 @@ ModelConfig model_config_from_hf(const std::string& dir) {
     if (!problems.empty()) throw ConfigError(problems);
     return m;
   }
-  std::string type = j.value("model_type", std::string());
+  if (!j.is_object()) throw std::runtime_error(cat(file, ": not a JSON object"));
+  const std::string type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
+  if (type == "yocotron")
+    throw std::runtime_error(cat(file, ": model_type \"yocotron\" but no \"yocotron\" section with the recipe "
+                                       "(config_yaml) it needs; export it again with yocotron export-hf"));
   if (type != "llama") throw std::runtime_error(cat(file, ": model_type \"", type, "\" is neither llama nor yocotron"));
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
     throw std::runtime_error(cat(file, ": rope_scaling ", j["rope_scaling"].dump(), " is not supported (plain RoPE only)"));
@@ -198,7 +204,15 @@ ModelConfig model_config_from_hf(const std::string& dir) {
   m.max_seq_len = field<int64_t>(j, "max_position_embeddings", file, &default_ctx);
   m.norm_eps = field<double>(j, "rms_norm_eps", file, &default_eps);
   m.rope_theta = field<double>(j, "rope_theta", file, &default_theta);
-  if (j.contains("head_dim") && !j["head_dim"].is_null() && j["head_dim"].get<int64_t>() != m.head_dim())
+  Config whole;  // the model's checks, before any division by a head count (the rest stays valid)
+  whole.model = m;
+  whole.data.seq_len = std::max<int64_t>(1, std::min(whole.data.seq_len, m.max_seq_len));
+  std::vector<std::string> problems = validate(whole);
+  if (!problems.empty())
+    throw ConfigError({cat(file, ": its Llama fields make an invalid model: ", problems.front(),
+                           " (model.* named as the recipe key the field maps to)")});
+  if (j.contains("head_dim") && !j["head_dim"].is_null() &&
+      (!j["head_dim"].is_number_integer() || j["head_dim"].get<int64_t>() != m.head_dim()))
     throw std::runtime_error(cat(file, ": head_dim ", j["head_dim"].dump(), " differs from hidden_size/num_attention_heads"));
   return m;
 }
@@ -234,9 +248,16 @@ void load_hf_weights(Decoder& model, const std::string& dir) {
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
   if (fs::exists(index)) {
     json idx = read_json(index.string());
+    if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object() || idx["weight_map"].empty())
+      throw std::runtime_error(cat(index.string(), ": \"weight_map\" must be a non-empty object of tensor name -> file name"));
     std::set<std::string> unique;
-    for (auto it = idx.at("weight_map").begin(); it != idx.at("weight_map").end(); ++it)
+    for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
+      // Shards sit beside the index: a plain file name, never a path out of the directory.
+      if (!it.value().is_string() || !is_plain_file_name(it.value().get<std::string>()))
+        throw std::runtime_error(cat(index.string(), ": weight_map[\"", printable(it.key(), 60), "\"] = ",
+                                     json_excerpt(it.value()), " is not a file name in ", dir));
       unique.insert(it.value().get<std::string>());
+    }
     for (const auto& f : unique) files.push_back((fs::path(dir) / f).string());
   } else {
     files.push_back((fs::path(dir) / "model.safetensors").string());

@@ -35,7 +35,7 @@ bool stop_file_present() {
 extern "C" void on_stop_signal(int sig) {
   int expected = 0;
   if (!g_signal.compare_exchange_strong(expected, sig)) {
-    const char msg[] = "\nyocotron: second signal, exiting now without a checkpoint\n";
+    const char msg[] = "\nyocotron: second signal, exiting at once (what the first stop had not yet written is lost)\n";
     ssize_t ignored = ::write(2, msg, sizeof(msg) - 1);
     (void)ignored;
     ::_exit(128 + sig);
