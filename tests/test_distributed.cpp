@@ -183,6 +183,7 @@ TEST_CASE("ranks launched with different settings end at once, each with one lin
       {"", cat("error: ranks disagree on run directory: rank 0 has ", (s.dir / "mismatch").string(), ", rank 1 has ",
                (s.dir / "elsewhere").string(), " (give every rank the same --run-dir)"),
        "elsewhere"},
+      {"--resume none", "error: ranks disagree on --resume: rank 0 has auto, rank 1 has none (give every rank the same --resume)", ""},
   };
   for (const auto& c : cases) {
     INFO(c.args);

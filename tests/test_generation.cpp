@@ -278,6 +278,11 @@ TEST_CASE("sampling: a seed repeats, top-k and top-p keep only the allowed token
   CHECK((picks == 3).any().item<bool>());
   limited.temperature = 0;
   CHECK((choose_next_tokens(reversed, limited, gen) == 3).all().item<bool>());
+
+  // A vanishing temperature is greedy, not a NaN (every score / 1e-300 would overflow).
+  SamplingOptions cold;
+  cold.temperature = 1e-300;
+  CHECK((choose_next_tokens(reversed, cold, gen) == reversed.argmax(-1)).all().item<bool>());
 }
 
 TEST_CASE("generate rejects empty prompts and prompts that do not fit max_seq_len", "[generate]") {

@@ -26,8 +26,11 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 at::Tensor choose_next_tokens(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
   at::Tensor scores = logits.to(at::kFloat).to(at::kCPU);  // [B, V]
   if (o.vocab_limit > 0 && o.vocab_limit < scores.size(-1)) scores = scores.narrow(-1, 0, o.vocab_limit);
-  if (o.temperature <= 0) return scores.argmax(-1);
-  scores = scores / o.temperature;
+  // Below float's smallest normal the divisor itself rounds to 0: that is greedy.
+  if (o.temperature < std::numeric_limits<float>::min()) return scores.argmax(-1);
+  // Shifted so the largest score is 0 before dividing: a tiny temperature then sends the others to
+  // -inf (greedy in the limit) instead of overflowing every score to inf (NaN after softmax).
+  scores = (scores - std::get<0>(scores.max(-1, /*keepdim=*/true))) / o.temperature;
   const float minus_inf = -std::numeric_limits<float>::infinity();
   if (o.top_k > 0 && o.top_k < scores.size(-1)) {
     at::Tensor kth = std::get<0>(scores.topk(o.top_k, -1)).narrow(-1, o.top_k - 1, 1);  // [B, 1]

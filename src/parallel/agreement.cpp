@@ -61,6 +61,7 @@ std::string value_text(const std::string& v) { return v.empty() ? "\"\"" : v; }
 std::string hint(const std::string& key) {
   if (key == "yocotron version") return "run the same yocotron build on every node";
   if (key == "run directory") return "give every rank the same --run-dir";
+  if (key == "--resume") return "give every rank the same --resume";
   if (ends_with(key, " contents"))
     return "every rank must read the same files: copy the dataset identically to every node, or use a shared filesystem";
   return "launch every rank with the same recipe and --set options";

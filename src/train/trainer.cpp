@@ -666,6 +666,7 @@ int train(const RunOptions& opts) {
   // Every rank runs the same binary on the same recipe into the same run directory (docs/distributed.md).
   AgreementItems same = config_agreement_items(cfg, cat("LibTorch ", TORCH_VERSION));
   same.emplace_back("run directory", run_dir);
+  same.emplace_back("--resume", opts.resume);  // one rank resuming while another starts afresh would diverge
   if (std::string differ = rank_disagreement(same); !differ.empty()) throw JobError(differ, true);
   // Nothing is written into the run directory before its lock is held.
   std::unique_ptr<RunDirLock> lock = lock_run_dir(run_dir, rank);
