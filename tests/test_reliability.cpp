@@ -681,15 +681,21 @@ TEST_CASE("metrics and TensorBoard files: a torn or malformed last row is droppe
   }
 }
 
-TEST_CASE("the real binary: resume past torn metrics rows, crafted checkpoints, an empty corpus", "[reliability]") {
-  fs::path d = test::temp_dir("rel-bin");
+// A tiny dataset under DIR/data and a recipe DIR/recipe.yaml of `arch` training on it.
+fs::path tiny_run_recipe(const fs::path& d, const std::string& arch, const std::string& train_line, const std::string& checkpoint) {
   const std::string train = test::make_dataset(d / "data", "train", {test::markov_tokens(3000, 64, 9)}, 64);
   const fs::path recipe = d / "recipe.yaml";
   test::write_file(recipe,
-                   "model: {arch: transformer, n_layers: 2, d_model: 32, n_heads: 4, n_kv_heads: 2, d_ffn: 64, vocab_size: 64, max_seq_len: 16}\n"
+                   "model: {arch: " + arch + ", n_layers: 2, d_model: 32, n_heads: 4, n_kv_heads: 2, d_ffn: 64, vocab_size: 64, max_seq_len: 16}\n"
                    "data: {train: " + train + ", seq_len: 16}\n"
-                   "train: {steps: 8, micro_batch: 4, global_batch: 4, lr: 0.01, warmup_steps: 1}\n"
-                   "checkpoint: {every: 4, keep_last: 3}\nlog: {every: 1}\n");
+                   "train: {" + train_line + ", micro_batch: 4, global_batch: 4, lr: 0.01, warmup_steps: 1}\n"
+                   "checkpoint: {" + checkpoint + "}\nlog: {every: 1}\n");
+  return recipe;
+}
+
+TEST_CASE("the real binary: resume past torn metrics rows, crafted checkpoints, an empty corpus", "[reliability]") {
+  fs::path d = test::temp_dir("rel-bin");
+  const fs::path recipe = tiny_run_recipe(d, "transformer", "steps: 8", "every: 4, keep_last: 3");
   auto train_cmd = [&](const fs::path& run, const std::string& extra = "") {
     return test::run_shell("timeout 300 '" + test::yocotron_bin() + "' train --config " + recipe.string() + " --run-dir " +
                            run.string() + " " + extra);
@@ -762,13 +768,8 @@ TEST_CASE("the real binary: resume past torn metrics rows, crafted checkpoints, 
 TEST_CASE("a second hostile pass: lock symlinks, --overwrite of a non-dataset, FIFOs, crafted HF configs, huge bench lengths, empty sections",
           "[reliability]") {
   fs::path d = test::temp_dir("rel-pass2");
-  const std::string train = test::make_dataset(d / "data", "train", {test::markov_tokens(3000, 64, 9)}, 64);
-  const fs::path recipe = d / "recipe.yaml";
-  test::write_file(recipe,
-                   "model: {arch: yocopp, n_layers: 2, d_model: 32, n_heads: 4, n_kv_heads: 2, d_ffn: 64, vocab_size: 64, max_seq_len: 16}\n"
-                   "data: {train: " + train + ", seq_len: 16}\n"
-                   "train: {steps: 2, micro_batch: 4, global_batch: 4, lr: 0.01, warmup_steps: 1}\n"
-                   "checkpoint: {every: 0}\nlog: {every: 1}\n");
+  const fs::path recipe = tiny_run_recipe(d, "yocopp", "steps: 2", "every: 0");
+  const std::string train = (d / "data" / "train").string();
 
   // RUN/.lock planted as a symlink: refused, and the file it points at is untouched.
   test::write_file(d / "precious.txt", "PRECIOUS\n");

@@ -51,7 +51,8 @@ std::unique_ptr<TokenizerClient> open_model_tokenizer(const ModelSource& src, co
                                                       const std::string& given);
 
 // --device cpu|cuda|auto of an inference command ("" or auto = cuda when a GPU is visible, else cpu;
-// cpu never initialises CUDA): a UsageError for anything else, a runtime error for cuda without a GPU.
-at::Device inference_device(const std::string& name, int local_rank = 0);
+// cpu never initialises CUDA; GPU 0, which eval moves to its local rank's): a UsageError for anything
+// else, a runtime error for cuda without a GPU.
+at::Device inference_device(const std::string& name);
 
 }  // namespace yt

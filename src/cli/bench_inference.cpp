@@ -81,6 +81,13 @@ struct InferenceSetup {
       return false;
     }
   }
+  // The batches a point is measured at: --batch N alone, or 1 and (on a GPU) the largest that fits.
+  std::vector<int64_t> batches(const InferenceBenchOptions& o, const std::function<void(int64_t)>& probe) const {
+    if (o.batch > 0) return {o.batch};
+    std::vector<int64_t> out{1};
+    if (cuda >= 0) out.push_back(largest_batch(probe, o.max_batch));
+    return out;
+  }
   // Largest batch in [1, ceiling] for which fits(probe(batch)): doubling, then bisecting.
   int64_t largest_batch(const std::function<void(int64_t)>& probe, int64_t ceiling) const {
     if (mesh->tp > 1) throw UsageError("the batch search runs on one GPU per model (parallel.tp=1); give --batch N under TP");
@@ -151,10 +158,7 @@ nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o) {
   j["repeats"] = o.repeats;
   j["results"] = nlohmann::json::array();
   for (int64_t len : o.lengths) {
-    std::vector<int64_t> batches;
-    if (o.batch > 0) batches.push_back(o.batch);
-    else batches.push_back(1);
-    if (o.batch == 0 && s.cuda >= 0) batches.push_back(s.largest_batch([&](int64_t b) { prefill(b, len); }, o.max_batch));
+    const std::vector<int64_t> batches = s.batches(o, [&](int64_t b) { prefill(b, len); });
     for (size_t i = 0; i < batches.size(); ++i) {
       reset_peak_memory(s.cuda);
       double ms = timed(batches[i], len);
@@ -236,10 +240,7 @@ nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o) {
   nlohmann::json j = s.header(cfg, "decode");
   j["results"] = nlohmann::json::array();
   for (int64_t n : o.lengths) {
-    std::vector<int64_t> batches;
-    if (o.batch > 0) batches.push_back(o.batch);
-    else batches.push_back(1);
-    if (o.batch == 0 && s.cuda >= 0) batches.push_back(s.largest_batch([&](int64_t b) { probe(b, n); }, o.max_batch));
+    const std::vector<int64_t> batches = s.batches(o, [&](int64_t b) { probe(b, n); });
     for (size_t i = 0; i < batches.size(); ++i) {
       measure(batches[i], n);
       run["largest_batch"] = o.batch == 0 && i == 1;

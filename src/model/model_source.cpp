@@ -104,11 +104,11 @@ std::unique_ptr<TokenizerClient> open_model_tokenizer(const ModelSource& src, co
   return tok;
 }
 
-at::Device inference_device(const std::string& name, int local_rank) {
+at::Device inference_device(const std::string& name) {
   const std::string want = name.empty() ? "auto" : name;
   if (want != "cpu" && want != "cuda" && want != "auto")
     throw UsageError("--device must be cpu, cuda or auto, found '" + want + "'");
-  const int cuda = choose_cuda_device(want, "--device", local_rank);
+  const int cuda = choose_cuda_device(want, "--device", 0);
   return cuda >= 0 ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
 }
 
