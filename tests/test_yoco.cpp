@@ -115,6 +115,28 @@ TEST_CASE("sliding window: a key W or more positions back has no influence", "[y
   }
 }
 
+TEST_CASE("original YOCO family is causal: a token changes no earlier position's logits", "[yoco]") {
+  for (const char* arch : {"yoco_swa", "yoco_gret", "yocou"}) {
+    for (int64_t layers : {4, 6}) {
+      INFO(arch << ", " << layers << " layers");
+      ModelConfig m = yoco_config(arch, layers);
+      m.yoco.chunk = 4;  // several retention chunks, a partial last one
+      Decoder d(m);
+      d->init_weights(6);
+      const int64_t T = 15, p = 7;
+      auto tokens = tokens_for(m, 2, T, 8);
+      auto changed = tokens.clone();
+      changed[1][p] = (tokens[1][p].item<int64_t>() + 5) % m.vocab_size;
+      torch::NoGradGuard g;
+      auto a = d->forward(tokens), b = d->forward(changed);  // [B, T, V]
+      CHECK(max_diff(a[0], b[0]) == 0.0);                          // the other sequence
+      CHECK(max_diff(a[1].narrow(0, 0, p), b[1].narrow(0, 0, p)) == 0.0);  // positions before p
+      CHECK(max_diff(a[1][p], b[1][p]) > 1e-4);
+      CHECK(max_diff(a[1][T - 1], b[1][T - 1]) > 1e-6);            // reached through the cross-decoder's K^, V^
+    }
+  }
+}
+
 TEST_CASE("yocou with one loop is yoco_swa; more loops change it", "[yoco]") {
   for (int64_t layers : {4, 6}) {
     ModelConfig swa = yoco_config("yoco_swa", layers), u = yoco_config("yocou", layers);

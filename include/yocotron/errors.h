@@ -19,6 +19,7 @@ int without_backtraces(const std::function<int()>& body);
 struct OomContext {
   std::string device;  // "cuda:0", "cpu"
   int64_t dp = 1;      // data-parallel size
+  std::string advice;  // what to change instead of the training keys (inference benchmarks); empty: by phase
 };
 
 // Whether `e` is an allocation failure: CUDA's caching allocator, LibTorch's CPU allocator, std::bad_alloc.

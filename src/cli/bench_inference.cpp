@@ -88,6 +88,21 @@ struct InferenceSetup {
     if (cuda >= 0) out.push_back(largest_batch(probe, o.max_batch));
     return out;
   }
+  // Runs `timed(batch)` and returns the batch it ran at. At a searched largest batch, a timed run
+  // that still runs out of memory (the search probed one step; fragmentation differs) steps down by
+  // 1/16 until it fits.
+  int64_t at_fitting_batch(int64_t batch, bool searched, const std::function<void(int64_t)>& timed) const {
+    for (;;) {
+      try {
+        timed(batch);
+        return batch;
+      } catch (const std::exception& e) {
+        if (!searched || !is_out_of_memory(e) || batch <= 1) throw;
+        release_cached_memory(cuda);
+        batch -= std::max<int64_t>(1, batch / 16);
+      }
+    }
+  }
   // Largest batch in [1, ceiling] for which fits(probe(batch)): doubling, then bisecting.
   int64_t largest_batch(const std::function<void(int64_t)>& probe, int64_t ceiling) const {
     if (mesh->tp > 1) throw UsageError("the batch search runs on one GPU per model (parallel.tp=1); give --batch N under TP");
@@ -135,8 +150,9 @@ int64_t longest(const std::vector<int64_t>& v) { return *std::max_element(v.begi
 
 }  // namespace
 
-nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o) {
+nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o, OomContext& where) {
   InferenceSetup s(cfg, longest(o.lengths) + 1);
+  where.device = s.device.str();
   DeviceTimer timer(s.cuda);
   // Time to first token: the prompt through the model (early exit on) and the first token chosen.
   auto prefill = [&](int64_t batch, int64_t len) {
@@ -160,23 +176,30 @@ nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o) {
   for (int64_t len : o.lengths) {
     const std::vector<int64_t> batches = s.batches(o, [&](int64_t b) { prefill(b, len); });
     for (size_t i = 0; i < batches.size(); ++i) {
-      reset_peak_memory(s.cuda);
-      double ms = timed(batches[i], len);
-      j["results"].push_back({{"prompt_tokens", len},
-                              {"batch", batches[i]},
-                              {"largest_batch", o.batch == 0 && i == 1},
-                              {"ttft_ms", ms},
-                              {"prompt_tokens_per_s", static_cast<double>(batches[i] * len) / (ms / 1000.0)},
-                              {"peak_mem_gb", peak_memory_gb(s.cuda)}});
+      const bool searched = o.batch == 0 && i == 1;
+      double ms = 0;
+      const int64_t batch = s.at_fitting_batch(batches[i], searched, [&](int64_t b) {
+        reset_peak_memory(s.cuda);
+        ms = timed(b, len);
+      });
+      nlohmann::json r = {{"prompt_tokens", len},
+                          {"batch", batch},
+                          {"largest_batch", searched},
+                          {"ttft_ms", ms},
+                          {"prompt_tokens_per_s", static_cast<double>(batch * len) / (ms / 1000.0)},
+                          {"peak_mem_gb", peak_memory_gb(s.cuda)}};
+      if (batch != batches[i]) r["searched_batch"] = batches[i];
+      j["results"].push_back(r);
     }
   }
   j["rank"] = s.mesh->world_rank;
   return j;
 }
 
-nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o) {
+nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o, OomContext& where) {
   const int64_t P = o.prompt_tokens;
   InferenceSetup s(cfg, P + longest(o.lengths));
+  where.device = s.device.str();
   DeviceTimer timer(s.cuda);
   // The largest batch is the one whose cache of P + N tokens and last decode step fit.
   auto probe = [&](int64_t batch, int64_t n) {
@@ -242,8 +265,10 @@ nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o) {
   for (int64_t n : o.lengths) {
     const std::vector<int64_t> batches = s.batches(o, [&](int64_t b) { probe(b, n); });
     for (size_t i = 0; i < batches.size(); ++i) {
-      measure(batches[i], n);
-      run["largest_batch"] = o.batch == 0 && i == 1;
+      const bool searched = o.batch == 0 && i == 1;
+      const int64_t batch = s.at_fitting_batch(batches[i], searched, [&](int64_t b) { measure(b, n); });
+      if (batch != batches[i]) run["searched_batch"] = batches[i];
+      run["largest_batch"] = searched;
       j["results"].push_back(run);
       release_cached_memory(s.cuda);
     }

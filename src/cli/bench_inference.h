@@ -6,6 +6,9 @@
 //   decode: a short prompt, then exactly N new tokens per sequence (no early stop), greedy on the
 //     device; tokens/s = batch * N / (prefill + decode time), at batch 1 and at the largest batch
 //     whose cache of prompt + N tokens fits; with the KV cache's bytes.
+// The search probes one step at the longest cache; where the timed run at the batch found still
+// runs out of memory (allocator fragmentation), it steps down by 1/16 and says so
+// (`searched_batch`).
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -13,6 +16,7 @@
 
 #include "yocotron/config.h"
 #include "yocotron/decode_graph.h"
+#include "yocotron/errors.h"
 
 namespace yt::cli {
 
@@ -27,7 +31,8 @@ struct InferenceBenchOptions {
   DecodeGraphs graphs = DecodeGraphs::Auto;  // decode: steps replayed from a CUDA graph
 };
 
-nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o);
-nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o);
+// `where` learns the device once it is chosen, for the out-of-memory message.
+nlohmann::json bench_prefill(Config cfg, const InferenceBenchOptions& o, OomContext& where);
+nlohmann::json bench_decode(Config cfg, const InferenceBenchOptions& o, OomContext& where);
 
 }  // namespace yt::cli

@@ -253,9 +253,10 @@ int run_bench(const Args& args) {
   }
   if (part == "prefill" || part == "decode") {
     InferenceBenchOptions o = inference_options(p, part);
-    OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1};
+    OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1,
+                     "a smaller --batch or --max-batch, shorter --lengths, or parallel.tp=2"};
     return with_out_of_memory_message(cfg, [&] { return where; }, [&] {
-      auto j = part == "prefill" ? bench_prefill(cfg, o) : bench_decode(cfg, o);
+      auto j = part == "prefill" ? bench_prefill(cfg, o, where) : bench_decode(cfg, o, where);
       if (j["rank"] == 0) std::cout << j.dump() << "\n";
       return 0;
     });

@@ -149,7 +149,7 @@ std::string out_of_memory_message(const std::exception& e, const Config& cfg, co
   line += ": ";
   line += a.amount.empty() ? "an allocation failed" : "tried to allocate " + a.amount;
   if (!a.details.empty()) line += " (" + a.details + ")";
-  return line + "; " + suggestions(phase, cfg, ctx);
+  return line + "; " + (ctx.advice.empty() ? suggestions(phase, cfg, ctx) : ctx.advice);
 }
 
 int with_out_of_memory_message(const Config& cfg, const std::function<OomContext()>& ctx,
