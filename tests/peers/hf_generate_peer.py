@@ -95,7 +95,8 @@ def main():
     lengths = [int(x) for x in (args.lengths or default).split(",")]
     P = args.prompt_tokens
     model = build(r, max(lengths) + P + 1)
-    out = {"part": args.part, "peer": "hf-llama" + ("" if args.no_compile else " static cache + torch.compile"),
+    out = {"part": args.part, "peer": "hf-llama generate" if args.part == "prefill" else
+           "hf-llama static cache" + ("" if args.no_compile else " + torch.compile"),
            "device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": []}
 
     if args.part == "prefill":
@@ -116,17 +117,16 @@ def main():
     else:
         # How generate compiles: HF's default (torch.compile, mode reduce-overhead = CUDA graphs), inductor
         # without CUDA graphs, or not at all. A mode that fails on this node falls through to the next.
-        modes = ["off"] if args.no_compile else ["reduce-overhead", "default", "off"]
+        all_modes = ["off"] if args.no_compile else ["reduce-overhead", "default", "off"]
         from transformers import CompileConfig
 
-        def run(b, n, steps, compile=True):
+        def run(b, n, steps, mode):
             ids = torch.randint(0, V, (b, P), device="cuda")
             try:  # transformers >= 5 sizes the batch lazily; 4.x wants it up front
                 cache = StaticCache(config=model.config, max_cache_len=P + n)
             except TypeError:
                 cache = StaticCache(config=model.config, max_batch_size=b, max_cache_len=P + n, device="cuda",
                                     dtype=torch.bfloat16)
-            mode = modes[0] if compile else "off"
             kw = ({"disable_compile": True} if mode == "off"
                   else {"compile_config": CompileConfig(fullgraph=False, dynamic=False, mode=mode)})
             with torch.no_grad():
@@ -137,38 +137,50 @@ def main():
             if args.batch == "max":
                 # Probes run eagerly: compiling for every batch size tried would take minutes; a compiled
                 # step needs no more memory than an eager one.
-                batches.append(largest_batch(lambda b: run(b, n, 2, compile=False), args.max_batch))
-            for i, b in enumerate(batches):
+                batches.append(largest_batch(lambda b: run(b, n, 2, "off"), args.max_batch))
+            for i, searched in enumerate(batches):
+                b = searched
                 steps = n if args.sample_steps <= 0 else min(n, args.sample_steps)
-                # warm-up (and compilation); the compiled graph can hold more than the eager probe did,
-                # so the largest batch backs off by 5% until the compiled run fits
-                while modes[0] != "off":
+                # Warm-up (and compilation), then the timed runs; the compiled graph can hold more than the
+                # eager probe did, so at the largest batch a run out of memory backs off by 5% until the
+                # runs fit. A mode that fails otherwise (on this node, or inside CUDA graph trees after an
+                # out-of-memory) falls through to the next, for this point only.
+                modes = list(all_modes)
+                while True:
                     try:
-                        fits(lambda: run(b, n, 2))
+                        if modes[0] != "off":
+                            fits(lambda: run(b, n, 2, modes[0]))
+                        torch.cuda.reset_peak_memory_stats()
+                        first = timed(lambda: run(b, n, 1, modes[0]))
+                        total = timed(lambda: run(b, n, steps, modes[0]))
                         break
+                    except torch.OutOfMemoryError:
+                        torch.cuda.empty_cache()
+                        if i == 0 or b <= 1:
+                            raise SystemExit(f"out of memory at batch {b}")
+                        b = max(1, int(b * 0.95))
                     except Exception as e:  # noqa: BLE001 - report it and measure the next mode instead
-                        print(f"torch.compile mode={modes[0]} failed: {type(e).__name__}: {str(e)[:300]}",
-                              file=sys.stderr)
+                        if modes[0] == "off":
+                            raise
+                        print(f"torch.compile mode={modes[0]} failed at batch {b}: {type(e).__name__}: "
+                              f"{str(e)[:300]}", file=sys.stderr)
                         modes.pop(0)
                         torch._dynamo.reset()
-                out["peer"] = "hf-llama static cache" + (" (eager)" if modes[0] == "off" else
-                                                         f" + torch.compile mode={modes[0]}")
-                while not fits(lambda: run(b, n, steps)):
-                    if i == 0 or b <= 1:
-                        raise SystemExit(f"out of memory at batch {b}")
-                    b = max(1, int(b * 0.95))
-                torch.cuda.reset_peak_memory_stats()
-                first = timed(lambda: run(b, n, 1))
-                total = timed(lambda: run(b, n, steps))
+                        torch.cuda.empty_cache()
+                mode = modes[0]
                 # prefill + first token, then (steps - 1) decode steps scaled to the n - 1 of the protocol
                 est = first + (total - first) * (n - 1) / max(steps - 1, 1)
                 out["results"].append({"gen_tokens": n, "prompt_tokens": P, "batch": b, "largest_batch": i == 1,
+                                       "peer": "hf-llama static cache" + (" (eager)" if mode == "off" else
+                                                                          f" + torch.compile mode={mode}"),
+                                       **({"searched_batch": searched} if b != searched else {}),
                                        "prefill_ms": first, "total_ms": est,
                                        "tokens_per_s": b * n / (est / 1000),
                                        "timing": "every step" if steps == n else f"{steps} steps scaled to {n}",
                                        "kv_cache_bytes": 2 * r["model"]["n_layers"] * r["model"]["n_kv_heads"]
                                        * (r["model"]["d_model"] // r["model"]["n_heads"]) * 2 * b * (P + n),
                                        "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30})
+                print("point: " + json.dumps(out["results"][-1]), file=sys.stderr, flush=True)  # kept if cut off
                 torch.cuda.empty_cache()
     print(json.dumps(out))
 
