@@ -300,7 +300,7 @@ void stop_and_resume(Setup& s, const std::string& name, const std::function<void
   INFO(job.err());
   CHECK(job.wait(60) == 75);
   CHECK(count(job.err(), stopped_by) == 1);
-  CHECK_FALSE(fs::exists(run / "STOP"));  // served, so the requeued job runs
+  CHECK_FALSE(fs::exists(fs::symlink_status(run / "STOP")));  // served, so the requeued job runs
   std::vector<std::string> ckpts;
   for (const auto& e : fs::directory_iterator(run / "checkpoints"))
     if (starts_with(e.path().filename().string(), "step_")) ckpts.push_back(e.path().filename().string());
@@ -326,7 +326,8 @@ TEST_CASE("SIGUSR1 to mpirun: every rank stops at one step, one checkpoint, exit
 
 TEST_CASE("RUN/STOP under mpirun: every rank stops at one step, exit 75, the file is consumed; resume keeps the curve", "[dist]") {
   Setup s;
-  stop_and_resume(s, "stopfile", [](test::Background&, const fs::path& run) { test::write_file(run / "STOP", ""); },
+  // A dangling symbolic link counts (`ln -s anything RUN/STOP`); slurm.sbatch's regular file is tested in [train].
+  stop_and_resume(s, "stopfile", [](test::Background&, const fs::path& run) { fs::create_symlink("nowhere", run / "STOP"); },
                   "stopped by request at step ");
 }
 

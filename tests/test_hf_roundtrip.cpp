@@ -97,7 +97,7 @@ TEST_CASE("loading weights under other plan settings is an error naming the key"
     INFO(c.loaded);
     fs::path recipe = write_recipe(dir, c.arch);
     fs::path out = dir / ("x-" + c.arch);
-    REQUIRE(test::run_yocotron("export-hf " + recipe.string() + " --out " + out.string()).exit_code == 0);
+    REQUIRE(test::run_yocotron("export-hf " + recipe.string() + " --out " + out.string() + " --overwrite").exit_code == 0);
     auto r = test::run_yocotron("export-hf " + recipe.string() + " --set " + c.loaded + " --set model.init_from=hf:" +
                                 out.string() + " --out " + (dir / "y").string());
     CHECK(r.exit_code == 2);
@@ -218,4 +218,39 @@ TEST_CASE("export-hf writes transformers' files: modeling code for non-Llama arc
       CHECK(!load_safetensors((out / "model.safetensors").string()).tensors.count("model.layers.1.self_attn.v_mix"));
     }
   }
+}
+
+TEST_CASE("export-hf into a non-empty directory: refused without --overwrite, replaced whole with it", "[hf]") {
+  auto dir = test::temp_dir("hf-overwrite");
+  fs::path out = dir / "hf";
+  fs::path yocopp = write_recipe(dir, "yocopp", arch_extra("yocopp")), transformer = write_recipe(dir, "transformer");
+  REQUIRE(test::run_yocotron("export-hf " + yocopp.string() + " --out " + out.string()).exit_code == 0);
+  REQUIRE(fs::exists(out / "modeling_yocotron.py"));
+  test::write_file(out / "notes.txt", "mine");
+  const std::string before = test::read_file(out / "config.json");
+  auto refused = test::run_yocotron("export-hf " + transformer.string() + " --out " + out.string());
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, ContainsSubstring("--out " + out.string() + ": the directory is not empty; give --overwrite"));
+  CHECK_THAT(refused.err, !ContainsSubstring("frame"));
+  CHECK(test::read_file(out / "config.json") == before);  // untouched
+  // --overwrite: the transformer export alone, no modeling code or file of the earlier one left.
+  auto e = test::run_yocotron("export-hf " + transformer.string() + " --out " + out.string() + "/ --overwrite");
+  INFO(e.err);
+  REQUIRE(e.exit_code == 0);
+  CHECK(json::parse(test::read_file(out / "config.json"))["architectures"] == json::array({"LlamaForCausalLM"}));
+  CHECK_FALSE(fs::exists(out / "modeling_yocotron.py"));
+  CHECK_FALSE(fs::exists(out / "notes.txt"));
+  for (const auto& entry : fs::directory_iterator(dir))  // no staging or old directory left beside it
+    CHECK_FALSE(starts_with(entry.path().filename().string(), "."));
+  // hf:DIR re-exported into DIR keeps its tokenizer (read before the directory is replaced).
+  test::write_file(out / "tokenizer.model", "not really a sentencepiece model");
+  auto again = test::run_yocotron("export-hf hf:" + out.string() + " --out " + out.string() + " --overwrite");
+  INFO(again.err);
+  REQUIRE(again.exit_code == 0);
+  CHECK(test::read_file(out / "tokenizer.model") == "not really a sentencepiece model");
+  // A file where the directory should be.
+  test::write_file(dir / "file", "x");
+  auto file = test::run_yocotron("export-hf " + transformer.string() + " --out " + (dir / "file").string());
+  CHECK(file.exit_code == 2);
+  CHECK_THAT(file.err, ContainsSubstring("exists and is not a directory"));
 }

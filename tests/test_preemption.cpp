@@ -53,7 +53,7 @@ TEST_CASE("SIGTERM while tokenizing: exit 75 at once and no dataset, partial or 
   CHECK(entries(dir, "ds").empty());  // no ds.partial-<pid> left either
 }
 
-TEST_CASE("SIGTERM during export-hf: exit 75 between tensors, no model.safetensors or config.json", "[preempt]") {
+TEST_CASE("SIGTERM during export-hf: exit 75 between tensors, no export directory left", "[preempt]") {
   fs::path dir = test::temp_dir("preempt-export");
   test::write_file(dir / "r.yaml", "model:\n  arch: transformer\n  n_layers: 2\n  d_model: 32\n  n_heads: 4\n  n_kv_heads: 2\n"
                                    "  d_ffn: 64\n  vocab_size: 64\n  max_seq_len: 32\ndata:\n  seq_len: 16\n");
@@ -61,13 +61,16 @@ TEST_CASE("SIGTERM during export-hf: exit 75 between tensors, no model.safetenso
   // 21 tensors, each write made 0.5 s longer: about 10 s of writing.
   test::Background job("env YOCOTRON_TEST_EXPORT_TENSOR_SECS=0.5 '" + test::yocotron_bin() + "' export-hf " +
                        (dir / "r.yaml").string() + " --out " + out.string());
-  REQUIRE(test::wait_until([&] { return !entries(out, "model.safetensors.tmp-").empty(); }, 120));
+  // The export is staged in DIR's sibling .hf.tmp-export-<pid> until it is complete.
+  const fs::path staging = dir / cat(".hf.tmp-export-", job.pid());
+  REQUIRE(test::wait_until([&] { return !entries(staging, "model.safetensors.tmp-").empty(); }, 120));
   job.signal(SIGTERM);
   int code = job.wait(5);
   INFO(job.err());
   CHECK(code == 75);
   CHECK(job.err() == "yocotron: stopped by signal 15 while exporting to " + out.string() + "; nothing was written\n");
-  CHECK(entries(out, "").empty());
+  CHECK(!fs::exists(out));
+  CHECK(entries(dir, ".hf").empty());  // the staging directory went with the stop
   // Left alone, the same export completes.
   auto whole = test::run_yocotron("export-hf " + (dir / "r.yaml").string() + " --out " + out.string());
   INFO(whole.err);

@@ -4,6 +4,7 @@
 // std::runtime_error (ConfigError for recipes) whose one-line message names the file. A sample goes
 // through the real binary under `timeout`: exit 1 or 2 and a one-line message, never a crash or a hang.
 #include <algorithm>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <typeinfo>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "catch.hpp"
@@ -416,14 +418,20 @@ namespace {
 
 // A checkpoint written by write_checkpoint, small enough to fuzz: a TP-split matrix, a vector, Adam
 // moments and the CPU generator's state.
+// The state a run writes at `step`: 3 samples of 100 tokens per step, none skipped.
+CheckpointState state_at(int64_t step) {
+  CheckpointState st;
+  st.step = step;
+  st.tokens = 300 * step;
+  st.consumed_samples = static_cast<uint64_t>(3 * step);
+  st.adam_steps = static_cast<double>(step);
+  st.config_yaml = to_yaml(Config{});
+  return st;
+}
+
 std::string small_checkpoint(const fs::path& root) {
   torch::manual_seed(0);
-  CheckpointState st;
-  st.step = 7;
-  st.tokens = 700;
-  st.consumed_samples = 21;
-  st.adam_steps = 7;
-  st.config_yaml = to_yaml(Config{});
+  CheckpointState st = state_at(7);
   CheckpointTensors t;
   t.model = {{"a", torch::randn({4, 3})}, {"b", torch::randn({5})}};
   t.exp_avg = {{"a", torch::randn({4, 3})}, {"b", torch::randn({5})}};
@@ -499,8 +507,62 @@ TEST_CASE("checkpoints: damaged manifests, state and tensor files are refused na
   CHECK_THROWS_WITH(load_checkpoint(dir), ContainsSubstring(model.string() + ": tensor 'a': its 1 TP shard(s) hold 4 rows"));
   crafted([](json& m) { m["step"] = 8; });
   CHECK_THROWS_WITH(load_checkpoint(dir), ContainsSubstring(state.string() + ": step 7 differs from the manifest's 8"));
+  crafted([](json& m) { m["tensors"] = json::object(); });
+  CHECK_THROWS_WITH(load_checkpoint(dir), ContainsSubstring(manifest.string() + ": tensors lacks 'a' of " + model.string()));
+  crafted([](json& m) { m["tensors"]["c"] = {{"global_shape", {2}}, {"split_dim", -1}}; });
+  CHECK_THROWS_WITH(load_checkpoint(dir), ContainsSubstring(manifest.string() + ": tensors.c names no tensor of " + model.string()));
   test::write_file(manifest, good_manifest);
+  // state.json fields that parse but cannot have been written by a run (the checksum would be
+  // recomputed by whoever crafted them): read without verification, as ranks other than 0 do.
+  auto crafted_state = [&](const std::function<void(json&)>& edit) { write_edited(state, good_state, edit); };
+  crafted_state([](json& j) { j["adam_steps"] = 1e308; });
+  CHECK_THROWS_WITH(load_checkpoint(dir, false), ContainsSubstring(state.string() + ": malformed: adam_steps: 1e+308, but step 7 minus skipped_total 0 is 7"));
+  crafted_state([](json& j) { j["adam_steps"] = 6.5; });
+  CHECK_THROWS_WITH(load_checkpoint(dir, false), ContainsSubstring("adam_steps: 6.5, but step 7"));
+  crafted_state([](json& j) { j["skipped_total"] = 9; });
+  CHECK_THROWS_WITH(load_checkpoint(dir, false), ContainsSubstring(state.string() + ": malformed: skipped_total: 9 steps skipped of 7"));
+  crafted_state([](json& j) { j["consumed_samples"] = 1ull << 62; });
+  CHECK_THROWS_WITH(load_checkpoint(dir, false), ContainsSubstring(state.string() + ": malformed: consumed_samples: 4611686018427387904 is not between step (7"));
+  crafted_state([](json& j) { j["consumed_samples"] = 3; });
+  CHECK_THROWS_WITH(load_checkpoint(dir, false), ContainsSubstring("consumed_samples: 3 is not between step (7"));
+  test::write_file(state, good_state);
   CHECK_NOTHROW(load_checkpoint(dir));
+}
+
+TEST_CASE("checkpoints: a write that runs out of space leaves the previous checkpoint and no temporary", "[reliability]") {
+  fs::path d = test::temp_dir("rel-full");
+  const fs::path root = d / "checkpoints";
+  const std::string first = small_checkpoint(root);
+  // A file size limit stands in for a full disk: writes past it fail with EFBIG (SIGXFSZ ignored).
+  CheckpointState st = state_at(8);
+  CheckpointTensors t;
+  t.model = {{"a", torch::randn({256, 1024})}};
+  t.exp_avg = {{"a", torch::randn({256, 1024})}};
+  t.exp_avg_sq = {{"a", torch::rand({256, 1024})}};
+  CheckpointLayout layout;
+  layout.specs["a"] = ShardSpec{-1, {256, 1024}};
+  struct rlimit old {};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  auto previous = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 64 * 1024;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  bool threw = false;
+  try {
+    write_checkpoint(root.string(), st, t, 3, layout);
+  } catch (const std::exception& e) {
+    threw = true;
+    CHECK_THAT(std::string(e.what()), ContainsSubstring(".safetensors"));
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, previous);
+  CHECK(threw);
+  for (const auto& e : fs::directory_iterator(root)) {
+    INFO(e.path());
+    CHECK_FALSE(starts_with(e.path().filename().string(), ".tmp-"));
+  }
+  CHECK(list_checkpoints(root.string()) == std::vector<std::string>{first});
+  CHECK_NOTHROW(verify_checkpoint(first));
 }
 
 TEST_CASE("recipes: damaged YAML is a ConfigError naming the file; directories, duplicate keys, second documents", "[reliability]") {

@@ -287,3 +287,29 @@ TEST_CASE("absurd sizes: train, bench and inspect exit 2 at once with one line n
   CHECK_THAT(overflow.err, ContainsSubstring("error: "));
   CHECK(overflow.err.find("bad_alloc") == std::string::npos);
 }
+
+TEST_CASE("train and bench refuse the same recipes with the same line (one setup builds both)", "[sizes]") {
+  auto dir = test::temp_dir("same-refusals");
+  const std::string recipe = "recipes/tiny/transformer.yaml";
+  const std::string data = " --set data.train=" + test::make_dataset(dir / "data_train", "train", {test::markov_tokens(5000, 2048, 1)}, 2048) +
+                           " --set data.val=" + test::make_dataset(dir / "data_val", "val", {test::markov_tokens(1000, 2048, 2)}, 2048);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train.precision=bf16", "error: train.precision=bf16 needs a GPU: CPU runs train in fp32"},
+      {"model.attention=flash", "error: model.attention=flash needs a GPU (this run is on the CPU); use model.attention=auto or sdpa"},
+      {"model.attention=cudnn", "error: model.attention=cudnn needs a GPU (this run is on the CPU)"},
+      {"train.global_batch=6 --set train.micro_batch=4",
+       "error: recipes/tiny/transformer.yaml: train.global_batch=6 is not a multiple of train.micro_batch=4"}};
+  for (const auto& [set, want] : cases) {
+    std::vector<std::string> errs;
+    for (const std::string& cmd : {"train --run-dir " + (dir / "run").string(), std::string("bench --steps 1 --warmup 0")}) {
+      auto r = test::run_yocotron(cmd + " --config " + recipe + data + " --set train.device=cpu --set " + set);
+      INFO(cmd << " --set " << set << "\n" << r.err);
+      CHECK(r.exit_code == 2);
+      CHECK(starts_with(r.err, want));
+      CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+      errs.push_back(r.err);
+    }
+    CHECK(errs[0] == errs[1]);
+  }
+  CHECK(!fs::exists(dir / "run" / "config.yaml"));  // refused before the run directory was written
+}

@@ -161,7 +161,7 @@ TEST_CASE("corrupt or incomplete checkpoints are skipped with a warning naming t
   CHECK(explicit_path.exit_code == 1);
   CHECK_THAT(explicit_path.err, ContainsSubstring("step_00000012/optimizer-tp00-of-01.safetensors: missing"));
   auto fresh = train(f.recipe, run, "--resume none");
-  CHECK(fresh.exit_code == 1);
+  CHECK(fresh.exit_code == 2);  // the flag contradicts the run directory: bad input
   CHECK_THAT(fresh.err, ContainsSubstring("holds checkpoints"));
   auto shape = train(f.recipe, run, "--set model.d_ffn=96");
   CHECK(shape.exit_code == 2);
@@ -291,11 +291,18 @@ TEST_CASE("--resume RUN_DIR continues from that run's newest checkpoint that ver
   fs::path empty = f.dir / "empty-run";
   fs::create_directories(empty / "checkpoints");
   auto none = train(f.recipe, f.dir / "c", "--resume " + empty.string());
-  CHECK(none.exit_code == 1);
+  CHECK(none.exit_code == 2);
   CHECK(none.err == "error: --resume " + empty.string() + ": a run directory without checkpoints\n");
   auto missing = train(f.recipe, f.dir / "c", "--resume " + (f.dir / "nowhere").string());
-  CHECK(missing.exit_code == 1);
+  CHECK(missing.exit_code == 2);
   CHECK(missing.err == "error: --resume " + (f.dir / "nowhere").string() + ": no such checkpoint or run directory\n");
+  // A damaged run directory is found at startup, not at the first checkpoint.
+  test::write_file(f.dir / "d" / "checkpoints", "not a directory");
+  auto damaged = train(f.recipe, f.dir / "d");
+  CHECK(damaged.exit_code == 2);
+  CHECK(damaged.err == "error: " + (f.dir / "d" / "checkpoints").string() +
+                           ": exists and is not a directory (the run directory is damaged; move it aside)\n");
+  CHECK_FALSE(fs::exists(f.dir / "d" / "metrics.jsonl"));
 }
 
 TEST_CASE("one trainer per run directory: a second is refused naming the first, which finishes untouched; kill -9 frees it", "[train]") {

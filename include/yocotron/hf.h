@@ -16,6 +16,7 @@ struct HfExportOptions {
   at::ScalarType dtype = at::kFloat;
   int64_t sample_tokens = 0;  // > 0: also write yocotron_sample.safetensors (input_ids [2, N], our fp32 logits)
   uint64_t sample_seed = 0;
+  std::string shown_as;  // the directory messages name (export-hf writes into a staging one); "" = DIR
 };
 
 // Writes DIR/model.safetensors, then DIR/config.json (and the sample; for non-Llama architectures

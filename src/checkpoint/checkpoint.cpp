@@ -76,6 +76,14 @@ std::string write_checkpoint(const std::string& root, const CheckpointState& st,
     fs::create_directories(tmp);
   }
   if (mesh) mesh->barrier();
+  // A write that fails (a full disk) takes its temporary directory with it on rank 0, which made it.
+  struct DropUnlessMoved {
+    const fs::path& dir;
+    bool active;
+    ~DropUnlessMoved() {
+      if (active) remove_tree(dir.string());
+    }
+  } drop{tmp, rank0};
 
   json files = json::object();
   if (layout.writer) {
@@ -125,6 +133,7 @@ std::string write_checkpoint(const std::string& root, const CheckpointState& st,
     }
     if (::rename(tmp.c_str(), final_dir.c_str()) != 0)
       throw std::runtime_error(cat(final_dir.string(), ": cannot rename the new checkpoint into place: ", std::strerror(errno)));
+    drop.active = false;
     fsync_directory(root);
     write_text_file_atomic((fs::path(root) / "latest").string(), name + "\n");
     if (!aside.empty()) remove_tree(aside.string());
@@ -169,6 +178,7 @@ struct Manifest {
   std::optional<int64_t> step;
   std::map<std::string, FileEntry> files;
   std::map<std::string, TensorSpec> tensors;
+  bool has_tensors = false;  // "tensors" present (every checkpoint since version 2 lists all model tensors)
 };
 
 
@@ -212,6 +222,7 @@ Manifest read_manifest(const std::string& dir) {
     }
     if (m.contains("tensors")) {
       if (!m["tensors"].is_object()) throw std::runtime_error("tensors: expected an object");
+      out.has_tensors = true;
       for (auto it = m["tensors"].begin(); it != m["tensors"].end(); ++it) {
         const std::string where = cat("tensors.", printable(it.key()));
         const json& t = it.value();
@@ -294,6 +305,16 @@ CheckpointState read_state(const std::string& path) {
       throw std::runtime_error(cat("adam_steps: expected a non-negative number, found ",
                                    j.contains("adam_steps") ? json_excerpt(j["adam_steps"]) : "nothing"));
     st.adam_steps = j["adam_steps"].get<double>();
+    // What every step keeps true (a crafted file with a valid checksum must not slip through): a step
+    // either takes one AdamW step or is skipped, and consumes at least one sample of at least one token.
+    if (st.skipped_total > st.step)
+      throw std::runtime_error(cat("skipped_total: ", st.skipped_total, " steps skipped of ", st.step));
+    if (st.adam_steps != static_cast<double>(st.step - st.skipped_total))
+      throw std::runtime_error(cat("adam_steps: ", json_excerpt(j["adam_steps"]), ", but step ", st.step, " minus skipped_total ",
+                                   st.skipped_total, " is ", st.step - st.skipped_total));
+    if (st.consumed_samples < static_cast<uint64_t>(st.step) || st.consumed_samples > static_cast<uint64_t>(st.tokens))
+      throw std::runtime_error(cat("consumed_samples: ", st.consumed_samples, " is not between step (", st.step,
+                                   ", one sample or more per step) and tokens (", st.tokens, ", one token or more per sample)"));
     if (j.contains("eval_pending")) {  // absent from checkpoints written before it existed
       if (!j["eval_pending"].is_boolean())
         throw std::runtime_error(cat("eval_pending: expected true or false, found ", json_excerpt(j["eval_pending"])));
@@ -364,6 +385,17 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify,
       if (!model[r].count(name))
         throw std::runtime_error(cat(opt_files[r], ": tensor '", printable(key), "' belongs to no tensor of ", model_files[r]));
     }
+  }
+  // The manifest's tensor list and the model file name the same tensors (a filtered read: those it read).
+  if (manifest.has_tensors) {
+    const std::string where = (fs::path(dir) / "manifest.json").string();
+    for (const auto& [key, t] : model[0])
+      if (!manifest.tensors.count(key))
+        throw std::runtime_error(cat(where, ": tensors lacks '", printable(key), "' of ", model_files[0]));
+    if (!only_model)
+      for (const auto& [key, spec] : manifest.tensors)
+        if (!model[0].count(key))
+          throw std::runtime_error(cat(where, ": tensors.", printable(key), " names no tensor of ", model_files[0]));
   }
   if (opt[0].count("rng/cpu")) {
     const int64_t want = at::detail::getDefaultCPUGenerator().get_state().numel();

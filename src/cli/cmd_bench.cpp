@@ -22,7 +22,6 @@
 #include "yocotron/errors.h"
 #include "yocotron/flops.h"
 #include "yocotron/loader.h"
-#include "yocotron/memory_plan.h"
 #include "yocotron/mesh.h"
 #include "yocotron/model_factory.h"
 #include "yocotron/mpi_env.h"
@@ -32,6 +31,7 @@
 #include "yocotron/schedule.h"
 #include "yocotron/str.h"
 #include "yocotron/train_step.h"
+#include "yocotron/training_setup.h"
 
 namespace yt::cli {
 namespace {
@@ -111,24 +111,20 @@ struct ProfileRequest {
 };
 
 nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, const ProfileRequest& profile, OomContext& where) {
-  const int cuda = choose_cuda_device(cfg.train.device, "train.device", MpiEnv::get().local_rank());
-  const bool gpu = cuda >= 0;
-  at::Device device = gpu ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda)) : at::Device(at::kCPU);
-  set_current_cuda_device(cuda);
-  at::ScalarType compute = gpu && cfg.train.precision == "bf16" ? at::kBFloat16 : at::kFloat;
-  where.device = device.str();
   set_phase(Phase::Build);
-  auto mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
-  where.dp = mesh->dp;
-  if (cfg.train.global_batch % (cfg.train.micro_batch * mesh->dp) != 0)
-    throw ConfigError({cat("train.global_batch=", cfg.train.global_batch, " is not a multiple of train.micro_batch x ",
-                           "data-parallel size = ", cfg.train.micro_batch, " x ", mesh->dp)});
-  check_memory_fits(cfg, *mesh, compute == at::kBFloat16, cuda);
-  Decoder model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
-  model->to(device);
-  FlatAdamW opt(model, cfg.train, compute, optimizer_layout(cfg, *mesh));
-  TrainStep step(model, opt, cfg.train, device, mesh.get(), cfg.parallel.overlap);
-  const int64_t accum = cfg.train.global_batch / (cfg.train.micro_batch * mesh->dp);
+  TrainingSetup setup(cfg);  // the trainer's own: the same device, precision, mesh, checks and model
+  where.device = setup.device.str();
+  where.dp = setup.mesh->dp;
+  setup.build(cfg);
+  const int cuda = setup.cuda_index;
+  const bool gpu = setup.gpu();
+  const at::Device device = setup.device;
+  const at::ScalarType compute = setup.compute;
+  Mesh* mesh = setup.mesh.get();
+  Decoder model = setup.model;
+  FlatAdamW& opt = *setup.optimizer;
+  TrainStep& step = *setup.step;
+  const int64_t accum = setup.accum_steps(cfg);
   auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.train.seed + mesh->dp_rank));
   at::Tensor batch = at::randint(0, cfg.model.vocab_size, {cfg.train.micro_batch, cfg.data.seq_len + 1}, gen, at::kLong);
   if (gpu) batch = batch.pin_memory();
@@ -240,7 +236,7 @@ int run_bench(const Args& args) {
     same.emplace_back("bench --warmup", std::to_string(warmup));
     same.emplace_back("bench --profile-steps", profile.dir.empty() ? "none" : std::to_string(profile.steps));
     if (std::string differ = rank_disagreement(same); !differ.empty()) return fail_together(differ, true, 2);
-    OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1};
+    OomContext where{cfg.train.device == "cuda" ? "cuda" : "cpu", 1, ""};
     return with_out_of_memory_message(cfg, [&] { return where; }, [&] {
       auto j = bench_train(cfg, steps, warmup, profile, where);
       if (j["rank"] == 0) std::cout << j.dump() << "\n";

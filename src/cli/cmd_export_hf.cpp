@@ -2,6 +2,10 @@
 // the non-Llama architectures, the modeling files that transformers loads with trust_remote_code),
 // and the model's tokenizer.model when one is found (model_source.h) with a tokenizer_config.json
 // for transformers' LlamaTokenizer, so that DIR is complete for `generate` and for lm-eval.
+// The files are written into a staging directory beside DIR that then replaces DIR whole: an export
+// never mixes with an earlier one's files, and a failed or stopped export leaves DIR as it was.
+#include <unistd.h>
+
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -55,6 +59,50 @@ std::string tokenizer_config(const BosRule& bos, int64_t max_len) {
   return j.dump(2) + "\n";
 }
 
+// DIR without a trailing separator ("out/" and "out" name the same directory).
+fs::path export_target(const std::string& out) {
+  fs::path p = fs::path(out).lexically_normal();
+  return p.has_filename() ? p : p.parent_path();
+}
+
+// Refuses DIR before any work: a file, or a directory with files in it unless --overwrite.
+void check_export_target(const fs::path& dir, bool overwrite) {
+  std::error_code ec;
+  const auto st = fs::symlink_status(dir, ec);
+  if (!fs::exists(st)) return;
+  if (fs::is_symlink(st))
+    throw UsageError(cat("--out ", dir.string(), ": is a symbolic link; give the directory it points to"));
+  if (!fs::is_directory(st))
+    throw UsageError(cat("--out ", dir.string(), ": exists and is not a directory"));
+  if (!overwrite && !fs::is_empty(dir, ec))
+    throw UsageError(cat("--out ", dir.string(), ": the directory is not empty; give --overwrite to replace it "
+                                                 "(its files are removed, not merged)"));
+}
+
+// Puts the finished staging directory in DIR's place: the old DIR is moved aside first and removed
+// after, so that at every moment DIR is either the old export or the new one.
+void publish_export(const fs::path& staging, const fs::path& dir) {
+  fsync_directory(staging.string());
+  std::error_code ec;
+  fs::path old;
+  if (fs::exists(fs::symlink_status(dir, ec))) {
+    old = dir.parent_path() / cat(".", dir.filename().string(), ".old-", ::getpid());
+    fs::rename(dir, old);
+  }
+  fs::rename(staging, dir);
+  fsync_directory(dir.parent_path().empty() ? "." : dir.parent_path().string());
+  if (!old.empty()) remove_tree(old.string());
+}
+
+// Removes the staging directory on every way out but a successful publish.
+struct StagingDir {
+  fs::path path;
+  bool published = false;
+  ~StagingDir() {
+    if (!published) remove_tree(path.string());
+  }
+};
+
 }  // namespace
 
 int run_export_hf(const Args& args) {
@@ -67,14 +115,16 @@ int run_export_hf(const Args& args) {
                            "tokenizer_config.json (LlamaTokenizer; add_bos_token as the dataset was tokenized).");
   p.positional("SOURCE", "a checkpoint directory, a run directory (its newest valid checkpoint), hf:DIR, or a "
                          "recipe (its initial weights, after model.init_from)", true)
-      .option("--out", "DIR", "output directory (created)")
+      .option("--out", "DIR", "output directory (created; replaced whole with --overwrite)")
+      .flag("--overwrite", "replace a non-empty --out DIR (an earlier export): its files are removed, not merged")
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
       .option("--dtype", "fp32|bf16", "dtype of the exported weights (default fp32; mixing weights stay fp32)")
       .integer("--sample-tokens", "N",
                "also write yocotron_sample.safetensors: 2 x N random tokens and our logits (N <= model.max_seq_len)", 0);
   if (!p.parse(args)) return 0;
   if (!p.has("--out")) throw UsageError("missing --out DIR");
-  const std::string out = p.get("--out");
+  const fs::path target = export_target(p.get("--out"));
+  check_export_target(target, p.has("--overwrite"));
   install_stop_handlers();  // SIGTERM/SIGINT/SIGUSR1: stop between tensors, exit 75 (export_hf)
   HfExportOptions opts;
   std::string dtype = p.get("--dtype", "fp32");
@@ -103,30 +153,35 @@ int run_export_hf(const Args& args) {
     model = build_decoder(cfg);
   }
   opts.sample_seed = static_cast<uint64_t>(cfg.train.seed);
-  export_hf(model, out, opts);
-  std::cout << "wrote " << out << "/model.safetensors and config.json (" << cfg.model.arch << from << ")\n";
+  const std::string out = target.string();
+  opts.shown_as = out;
+  StagingDir staging{target.parent_path() / cat(".", target.filename().string(), ".tmp-export-", ::getpid())};
+  remove_tree(staging.path.string());
+  export_hf(model, staging.path.string(), opts);
+  std::vector<std::string> said{cat("wrote ", out, "/model.safetensors and config.json (", cfg.model.arch, from, ")")};
+  // The tokenizer is read before DIR is replaced, so hf:DIR exported into DIR keeps its own.
   TokenizerSearch tok = find_tokenizer(model_dir, cfg);
   if (tok.path.empty()) {
-    std::cout << "no tokenizer found (looked for " << join(tok.searched, " and ") << "); " << out
-              << " has none: give `generate` --tokenizer FILE.model\n";
-    return 0;
+    said.push_back(cat("no tokenizer found (looked for ", join(tok.searched, " and "), "); ", out,
+                       " has none: give `generate` --tokenizer FILE.model"));
+  } else {
+    write_text_file_atomic((staging.path / "tokenizer.model").string(), read_text_file(tok.path));
+    said.push_back(cat("copied ", tok.path, " to ", out, "/tokenizer.model"));
+    const fs::path theirs = fs::path(tok.path).parent_path() / "tokenizer_config.json";
+    const std::string config_out = (staging.path / "tokenizer_config.json").string();
+    if (fs::is_regular_file(theirs)) {  // an HF directory's own settings win
+      write_text_file_atomic(config_out, read_text_file(theirs.string()));
+    } else {
+      BosRule bos = bos_rule(tok.path);
+      write_text_file_atomic(config_out, tokenizer_config(bos, cfg.model.max_seq_len));
+      said.push_back(cat("wrote ", out, "/tokenizer_config.json (LlamaTokenizer, add_bos_token=",
+                         bos.add_bos ? "true" : "false", ": ", bos.why, ")"));
+    }
   }
-  const std::string copy = (fs::path(out) / "tokenizer.model").string();
-  std::error_code same_file_unknown;
-  if (!fs::equivalent(tok.path, copy, same_file_unknown)) {  // hf:DIR exported into DIR: already there
-    write_text_file_atomic(copy, read_text_file(tok.path));
-    std::cout << "copied " << tok.path << " to " << copy << "\n";
-  }
-  const fs::path theirs = fs::path(tok.path).parent_path() / "tokenizer_config.json";
-  const std::string config_out = (fs::path(out) / "tokenizer_config.json").string();
-  if (fs::is_regular_file(theirs)) {  // an HF directory's own settings win
-    if (!fs::equivalent(theirs, config_out, same_file_unknown)) write_text_file_atomic(config_out, read_text_file(theirs.string()));
-    return 0;
-  }
-  BosRule bos = bos_rule(tok.path);
-  write_text_file_atomic(config_out, tokenizer_config(bos, cfg.model.max_seq_len));
-  std::cout << "wrote " << config_out << " (LlamaTokenizer, add_bos_token=" << (bos.add_bos ? "true" : "false")
-            << ": " << bos.why << ")\n";
+  throw_if_stop_requested(cat("exporting to ", out));
+  publish_export(staging.path, target);
+  staging.published = true;
+  for (const auto& line : said) std::cout << line << "\n";
   return 0;
 }
 

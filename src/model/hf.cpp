@@ -106,7 +106,7 @@ void export_hf(Decoder& model, const std::string& dir, const HfExportOptions& op
   const char* pause = std::getenv("YOCOTRON_TEST_EXPORT_TENSOR_SECS");
   save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}}, [&] {
     if (pause) std::this_thread::sleep_for(std::chrono::duration<double>(std::stod(pause)));
-    throw_if_stop_requested(cat("exporting to ", dir));
+    throw_if_stop_requested(cat("exporting to ", opts.shown_as.empty() ? dir : opts.shown_as));
   });
 
   json cfg = llama_fields(m);

@@ -27,8 +27,8 @@ bool stop_file_present() {
   auto now = std::chrono::steady_clock::now();
   if (now < g_next_look) return false;
   g_next_look = now + std::chrono::seconds(1);
-  std::error_code ec;
-  g_stop_file_seen = std::filesystem::exists(g_stop_file, ec);
+  std::error_code ec;  // any entry named STOP counts, a dangling symlink included (`ln -s x STOP`)
+  g_stop_file_seen = std::filesystem::exists(std::filesystem::symlink_status(g_stop_file, ec));
   return g_stop_file_seen;
 }
 

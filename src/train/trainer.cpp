@@ -38,6 +38,7 @@
 #include "yocotron/run_lock.h"
 #include "yocotron/schedule.h"
 #include "yocotron/stop_signal.h"
+#include "yocotron/training_setup.h"
 #include "yocotron/str.h"
 #include "yocotron/tensorboard.h"
 #include "yocotron/train_step.h"
@@ -178,10 +179,9 @@ class Trainer {
 
   int run();
   const Config& config() const { return cfg_; }
-  OomContext oom_context() const { return {device_.str(), mesh_ ? mesh_->dp : 1}; }
+  OomContext oom_context() const { return {setup_ ? setup_->device.str() : "cpu", setup_ ? setup_->mesh->dp : 1, ""}; }
 
  private:
-  void setup_device_and_mesh();
   void build_model_and_optimizer();
   void open_data();
   void train_step();
@@ -197,7 +197,7 @@ class Trainer {
   bool too_many_skipped();
   void maybe_start_profile();
   void finish_profile();
-  bool rank0() const { return mesh_->world_rank == 0; }
+  bool rank0() const { return setup_->mesh->world_rank == 0; }
 
   Config cfg_;
   std::string run_dir_;
@@ -207,13 +207,7 @@ class Trainer {
   std::vector<TokenizedTask> tasks_;    // this rank's share of their items tokenized
   int64_t tasks_every_ = 0;
 
-  std::unique_ptr<Mesh> mesh_;
-  at::Device device_{at::kCPU};
-  int cuda_index_ = -1;
-  at::ScalarType compute_ = at::kFloat;
-  Decoder model_{nullptr};
-  std::unique_ptr<FlatAdamW> opt_;
-  std::unique_ptr<TrainStep> stepper_;
+  std::unique_ptr<TrainingSetup> setup_;  // device, precision, mesh, model, optimizer, step
   std::unique_ptr<TrainLoader> loader_;
   std::vector<std::unique_ptr<MetricsSink>> metrics_;  // rank 0 only: files, TensorBoard
   ProgressLine progress_;
@@ -232,44 +226,16 @@ class Trainer {
   int64_t profile_first_ = 0;
 };
 
-void Trainer::setup_device_and_mesh() {
-  const std::string& want = cfg_.train.device;
-  const int local_rank = MpiEnv::get().local_rank();
-  cuda_index_ = choose_cuda_device(want, "train.device", local_rank);
-  const bool gpu = cuda_index_ >= 0;
-  if (gpu) {
-    device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_index_));
-    set_current_cuda_device(cuda_index_);
-  }
-  if (cfg_.train.precision == "bf16") {
-    if (!gpu) throw ConfigError({"train.precision=bf16 needs a GPU: CPU runs train in fp32 (set train.precision=fp32)"});
-    compute_ = at::kBFloat16;
-  }
-  mesh_ = make_mesh(cfg_.parallel.tp, gpu, cuda_index_);
-  if (mesh_->world_size > 1) Watchdog::get().start(cfg_.parallel.timeout_s, mesh_->world_rank);
-  const int64_t per_step = cfg_.train.micro_batch * mesh_->dp;
-  if (cfg_.train.global_batch % per_step != 0)
-    throw ConfigError({cat("train.global_batch=", cfg_.train.global_batch, " is not a multiple of train.micro_batch x ",
-                           "data-parallel size = ", cfg_.train.micro_batch, " x ", mesh_->dp, " (", mesh_->world_size,
-                           " processes / parallel.tp=", mesh_->tp, ")")});
-}
-
 void Trainer::build_model_and_optimizer() {
-  set_phase(Phase::Build);
-  Config build_cfg = cfg_;
-  if (resume_) build_cfg.model.init_from.clear();  // the checkpoint's weights replace any initial ones
-  model_ = build_decoder(build_cfg, TpContext{mesh_->tp_rank, mesh_->tp, mesh_->tp_group.get()});
-  model_->to(device_);
-  opt_ = std::make_unique<FlatAdamW>(model_, cfg_.train, compute_, optimizer_layout(cfg_, *mesh_));
-  stepper_ = std::make_unique<TrainStep>(model_, *opt_, cfg_.train, device_, mesh_.get(), cfg_.parallel.overlap);
+  setup_->build(cfg_, /*ignore_init_from=*/resume_.has_value());  // the checkpoint's weights replace any initial ones
   if (!resume_) return;
   // The checkpoint holds global tensors; this rank keeps its tensor-parallel slice of each.
-  const auto& specs = model_->shard_specs();
+  const auto& specs = setup_->model->shard_specs();
   auto local = [&](const std::map<std::string, at::Tensor>& global) {
     std::map<std::string, at::Tensor> out;
     for (const auto& [name, t] : global) {
       auto it = specs.find(name);
-      out[name] = it == specs.end() ? t : local_shard(t, it->second, mesh_->tp_rank, mesh_->tp);
+      out[name] = it == specs.end() ? t : local_shard(t, it->second, setup_->mesh->tp_rank, setup_->mesh->tp);
     }
     return out;
   };
@@ -281,13 +247,13 @@ void Trainer::build_model_and_optimizer() {
         throw std::runtime_error(cat("tensor '", name, "' has shape ", tensor.sizes(), ", the model's is ",
                                      at::IntArrayRef(it->second.global_shape)));
     }
-    opt_->load("master", local(t.model));
-    opt_->load("exp_avg", local(t.exp_avg));
-    opt_->load("exp_avg_sq", local(t.exp_avg_sq));
+    setup_->optimizer->load("master", local(t.model));
+    setup_->optimizer->load("exp_avg", local(t.exp_avg));
+    setup_->optimizer->load("exp_avg_sq", local(t.exp_avg_sq));
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(cat(resume_->dir, ": ", e.what()));
   }
-  opt_->set_adam_steps(resume_->state.adam_steps);
+  setup_->optimizer->set_adam_steps(resume_->state.adam_steps);
   if (t.rng.count("cpu")) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     gen.set_state(t.rng.at("cpu"));
@@ -295,7 +261,7 @@ void Trainer::build_model_and_optimizer() {
   step_ = resume_->state.step;
   eval_pending_ = resume_->state.eval_pending;
   consumed_ = resume_->state.consumed_samples;
-  stepper_->skipped_total.fill_(static_cast<double>(resume_->state.skipped_total));
+  setup_->step->skipped_total.fill_(static_cast<double>(resume_->state.skipped_total));
   last_checkpoint_step_ = step_;
   resume_->tensors = {};  // free the host copies
 }
@@ -303,10 +269,10 @@ void Trainer::build_model_and_optimizer() {
 void Trainer::open_data() {
   LoaderOptions lo;
   lo.seq_len = cfg_.data.seq_len;
-  lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp};
+  lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, setup_->mesh->dp_rank, setup_->mesh->dp};
   lo.seed = static_cast<uint64_t>(cfg_.train.seed);
   lo.prefetch = cfg_.data.prefetch;
-  lo.pin_memory = device_.is_cuda();
+  lo.pin_memory = setup_->device.is_cuda();
   loader_ = std::make_unique<TrainLoader>(train_ds_, lo, consumed_);
   tokens_per_step_ = cfg_.train.global_batch * cfg_.data.seq_len;
 }
@@ -314,7 +280,7 @@ void Trainer::open_data() {
 void Trainer::train_step() {
   set_phase_step(step_ + 1);
   last_lr_ = lr_at(cfg_.train, step_);
-  stepper_->run([this] { return loader_->next(); }, loader_->accum_steps(), last_lr_, hooks_.nan_steps.count(step_ + 1) > 0);
+  setup_->step->run([this] { return loader_->next(); }, loader_->accum_steps(), last_lr_, hooks_.nan_steps.count(step_ + 1) > 0);
   ++step_;
   ++steps_in_interval_;
   consumed_ += static_cast<uint64_t>(cfg_.train.global_batch);
@@ -328,15 +294,15 @@ std::optional<double> Trainer::evaluate() {
   PhaseScope range(Phase::Evaluation, "yocotron::evaluation");
   torch::NoGradGuard no_grad;
   const int64_t T = cfg_.data.seq_len;
-  at::Tensor total = at::zeros({}, stepper_->loss_sum.options());
+  at::Tensor total = at::zeros({}, setup_->step->loss_sum.options());
   for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
-    if (mesh_->any_rank(stop_requested())) return std::nullopt;
-    at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, mesh_->dp_rank, mesh_->dp, i).to(device_);
-    total += model_->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
+    if (setup_->mesh->any_rank(stop_requested())) return std::nullopt;
+    at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, setup_->mesh->dp_rank, setup_->mesh->dp, i).to(setup_->device);
+    total += setup_->model->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
     hooks_.after_eval_batch();
   }
-  if (mesh_->dp > 1) mesh_->dp_group->all_reduce(total);
-  return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * mesh_->dp);
+  if (setup_->mesh->dp > 1) setup_->mesh->dp_group->all_reduce(total);
+  return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * setup_->mesh->dp);
 }
 
 // train.eval_tasks: every rank tokenizes its data-parallel share of the items once, with the
@@ -353,7 +319,7 @@ void Trainer::prepare_tasks() {
   } catch (const std::invalid_argument& e) {  // the data's tokenizer file is bad: every rank sees it
     throw JobError(cat("train.eval_tasks: ", e.what()), false);
   }
-  const EvalShard shard{mesh_->dp_rank, mesh_->dp, mesh_->dp_mpi};
+  const EvalShard shard{setup_->mesh->dp_rank, setup_->mesh->dp, setup_->mesh->dp_mpi};
   for (auto& t : raw_tasks_) tasks_.push_back(tokenize_task(std::move(t), *tok, shard));
   raw_tasks_.clear();
 }
@@ -362,12 +328,12 @@ void Trainer::prepare_tasks() {
 // when a stop signal cut it short (the ranks agree on the stop before every batch).
 std::optional<std::vector<TaskResult>> Trainer::evaluate_tasks() {
   PhaseScope range(Phase::Evaluation, "yocotron::eval_tasks");
-  const EvalShard shard{mesh_->dp_rank, mesh_->dp, mesh_->dp_mpi};
+  const EvalShard shard{setup_->mesh->dp_rank, setup_->mesh->dp, setup_->mesh->dp_mpi};
   std::vector<TaskResult> out;
   for (const auto& t : tasks_) {
-    auto scored = score_task(model_, t, shard, cfg_.train.micro_batch, [this] {
+    auto scored = score_task(setup_->model, t, shard, cfg_.train.micro_batch, [this] {
       hooks_.after_eval_batch();
-      return mesh_->any_rank(stop_requested());
+      return setup_->mesh->any_rank(stop_requested());
     });
     if (!scored) return std::nullopt;
     out.push_back(scored->result);
@@ -423,45 +389,45 @@ int Trainer::stop_on_signal() {
             keep ? cat("checkpoint ", checkpoint_name(step_), " holds it") : std::string("nothing to keep yet"),
             "; exit status ", kExitStopped, ", resume with --resume auto");
   log::flush();
-  mesh_->barrier();
+  setup_->mesh->barrier();
   consume_stop_file();  // served: a requeued job must not stop on it again
   return kExitStopped;
 }
 
 bool Trainer::too_many_skipped() {
-  return stepper_->skipped_in_a_row.item<double>() >= static_cast<double>(cfg_.train.max_skipped_in_a_row);
+  return setup_->step->skipped_in_a_row.item<double>() >= static_cast<double>(cfg_.train.max_skipped_in_a_row);
 }
 
 void Trainer::log_point(bool force) {
   if (steps_in_interval_ == 0) return;
   if (!force && step_ % cfg_.log.every != 0) return;
-  at::Tensor loss = stepper_->loss_sum.clone();
-  if (mesh_->dp > 1) mesh_->dp_group->all_reduce(loss);  // mean over the data-parallel replicas
+  at::Tensor loss = setup_->step->loss_sum.clone();
+  if (setup_->mesh->dp > 1) setup_->mesh->dp_group->all_reduce(loss);  // mean over the data-parallel replicas
   TrainRow r;
   r.step = step_;
   r.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
-  r.loss = loss.item<double>() / static_cast<double>(steps_in_interval_ * mesh_->dp);  // the step's only host wait
+  r.loss = loss.item<double>() / static_cast<double>(steps_in_interval_ * setup_->mesh->dp);  // the step's only host wait
   r.lr = last_lr_;
-  r.grad_norm = stepper_->last_grad_norm.item<double>();
-  r.skipped = static_cast<int64_t>(stepper_->skipped_total.item<double>());
+  r.grad_norm = setup_->step->last_grad_norm.item<double>();
+  r.skipped = static_cast<int64_t>(setup_->step->skipped_total.item<double>());
   double secs = std::chrono::duration<double>(Clock::now() - interval_start_).count();
-  r.tokens_per_s = interval_tokens_ / secs / static_cast<double>(mesh_->world_size);
-  if (device_.is_cuda()) r.mfu = mfu(cfg_.model, cfg_.data.seq_len, r.tokens_per_s);
-  r.mem_gb = peak_memory_gb(cuda_index_);
+  r.tokens_per_s = interval_tokens_ / secs / static_cast<double>(setup_->mesh->world_size);
+  if (setup_->device.is_cuda()) r.mfu = mfu(cfg_.model, cfg_.data.seq_len, r.tokens_per_s);
+  r.mem_gb = peak_memory_gb(setup_->cuda_index);
   r.elapsed_s = std::chrono::duration<double>(Clock::now() - run_start_).count();
   if (rank0()) {
     for (auto& m : metrics_) m->train(r);
     double eta = (cfg_.train.steps - step_) * secs / static_cast<double>(steps_in_interval_);
     std::ostringstream line;
     line << "step " << step_ << "/" << cfg_.train.steps << " | loss " << format_double(std::round(r.loss * 1e4) / 1e4)
-         << " | lr " << last_lr_ << " | " << format_count(r.tokens_per_s) << " tok/s" << (mesh_->world_size > 1 ? "/gpu" : "");
+         << " | lr " << last_lr_ << " | " << format_count(r.tokens_per_s) << " tok/s" << (setup_->mesh->world_size > 1 ? "/gpu" : "");
     if (r.mfu) line << " | MFU " << std::round(*r.mfu * 1000) / 10 << "%";
     line << " | " << std::round(r.mem_gb * 10) / 10 << " GB | ETA " << format_duration(eta);
     if (r.skipped > 0) line << " | skipped " << r.skipped;
     progress_.update(line.str());
     log::debug(line.str());
   }
-  stepper_->loss_sum.zero_();
+  setup_->step->loss_sum.zero_();
   steps_in_interval_ = 0;
   interval_tokens_ = 0;
   interval_start_ = Clock::now();
@@ -475,23 +441,23 @@ void Trainer::save() {
   st.step = step_;
   st.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
   st.consumed_samples = consumed_;
-  st.skipped_total = static_cast<int64_t>(stepper_->skipped_total.item<double>());
-  st.adam_steps = opt_->adam_steps();
+  st.skipped_total = static_cast<int64_t>(setup_->step->skipped_total.item<double>());
+  st.adam_steps = setup_->optimizer->adam_steps();
   st.eval_pending = eval_pending_;
   st.config_yaml = to_yaml(cfg_);
   CheckpointTensors t;  // collective with ZeRO-1: every rank gathers its TP shard's full state
-  t.model = opt_->tensors("master");
-  t.exp_avg = opt_->tensors("exp_avg");
-  t.exp_avg_sq = opt_->tensors("exp_avg_sq");
+  t.model = setup_->optimizer->tensors("master");
+  t.exp_avg = setup_->optimizer->tensors("exp_avg");
+  t.exp_avg_sq = setup_->optimizer->tensors("exp_avg_sq");
   t.rng["cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   CheckpointLayout layout;
-  layout.tp_rank = mesh_->tp_rank;
-  layout.tp = mesh_->tp;
-  layout.writer = mesh_->dp_rank == 0;
-  layout.specs = model_->shard_specs();
+  layout.tp_rank = setup_->mesh->tp_rank;
+  layout.tp = setup_->mesh->tp;
+  layout.writer = setup_->mesh->dp_rank == 0;
+  layout.specs = setup_->model->shard_specs();
   auto t0 = Clock::now();
   std::string dir = write_checkpoint((fs::path(run_dir_) / "checkpoints").string(), st, t, cfg_.checkpoint.keep_last,
-                                     layout, mesh_.get());
+                                     layout, setup_->mesh.get());
   last_checkpoint_step_ = step_;
   if (rank0())
     progress_.message(cat("checkpoint ", dir, " (", format_duration(std::chrono::duration<double>(Clock::now() - t0).count()), ")"));
@@ -502,17 +468,17 @@ void Trainer::save() {
 void Trainer::maybe_start_profile() {
   const auto& ps = cfg_.log.profile_steps;
   if (profiler_ || ps.size() != 2 || step_ + 1 < ps[0] || step_ + 1 > ps[1]) return;
-  profiler_ = std::make_unique<Profiler>(cuda_index_);
+  profiler_ = std::make_unique<Profiler>(setup_->cuda_index);
   profile_first_ = step_ + 1;
 }
 
 void Trainer::finish_profile() {
   if (!profiler_) return;
   auto t0 = Clock::now();
-  const std::string base = (fs::path(run_dir_) / "profile" / cat("steps_", profile_first_, "-", step_, ".rank", mesh_->world_rank)).string();
+  const std::string base = (fs::path(run_dir_) / "profile" / cat("steps_", profile_first_, "-", step_, ".rank", setup_->mesh->world_rank)).string();
   ProfileSummary s = profiler_->finish(base + ".json", base + ".summary.txt",
                                        cat("yocotron train: ", cfg_.model.arch, ", steps ", profile_first_, "-", step_, ", rank ",
-                                           mesh_->world_rank, " of ", mesh_->world_size, ", ", device_.str(), ", ",
+                                           setup_->mesh->world_rank, " of ", setup_->mesh->world_size, ", ", setup_->device.str(), ", ",
                                            cfg_.train.precision, ", micro-batch ", cfg_.train.micro_batch, " x ", cfg_.data.seq_len));
   profiler_.reset();
   if (rank0()) progress_.message(cat("profile of steps ", profile_first_, "-", step_, ": ", s.trace_path, " and ", base, ".summary.txt"));
@@ -520,8 +486,7 @@ void Trainer::finish_profile() {
 }
 
 int Trainer::run() {
-  setup_device_and_mesh();
-  check_memory_fits(cfg_, *mesh_, compute_ == at::kBFloat16, cuda_index_);  // before anything is built or written
+  setup_ = std::make_unique<TrainingSetup>(cfg_);
   if (rank0()) {
     fs::create_directories(run_dir_);
     write_text_file_atomic((fs::path(run_dir_) / "config.yaml").string(), to_yaml(cfg_));
@@ -534,23 +499,23 @@ int Trainer::run() {
     if (cfg_.log.tensorboard) metrics_.push_back(std::make_unique<TensorBoardWriter>(run_dir_, step_));
   }
   if (resume_) log::info("resumed from ", resume_->dir, " at step ", step_);
-  ParamCounts pc = count_parameters(cfg_.model, model_->plan());
+  ParamCounts pc = count_parameters(cfg_.model, setup_->model->plan());
   log::info("training ", cfg_.model.arch, " (", format_count(static_cast<double>(pc.total)), " parameters) on ",
-            mesh_->world_size, " process(es) (dp=", mesh_->dp, " x tp=", mesh_->tp, opt_->layout().zero1 ? ", ZeRO-1" : "",
-            ", ", device_.is_cuda() ? "cuda" : "cpu", ") in ", cfg_.train.precision, ": ", cfg_.train.steps,
+            setup_->mesh->world_size, " process(es) (dp=", setup_->mesh->dp, " x tp=", setup_->mesh->tp, setup_->optimizer->layout().zero1 ? ", ZeRO-1" : "",
+            ", ", setup_->device.is_cuda() ? "cuda" : "cpu", ") in ", cfg_.train.precision, ": ", cfg_.train.steps,
             " steps of ", tokens_per_step_, " tokens, ", loader_->accum_steps(), " micro-batch(es) per step; run dir ", run_dir_);
-  reset_peak_memory(cuda_index_);
+  reset_peak_memory(setup_->cuda_index);
   run_start_ = interval_start_ = Clock::now();
   const int64_t start_step = step_;
-  const bool cpu = !device_.is_cuda();
+  const bool cpu = !setup_->device.is_cuda();
   if (eval_pending_ && (val_due() || tasks_due()) && !run_evaluation()) return stop_on_signal();
   eval_pending_ = false;  // no longer due (no val split, or another train.eval_every)
-  if (mesh_->any_rank(stop_requested())) return stop_on_signal();  // a signal during a long startup
+  if (setup_->mesh->any_rank(stop_requested())) return stop_on_signal();  // a signal during a long startup
   while (step_ < cfg_.train.steps) {
     maybe_start_profile();
     train_step();
     if (profiler_ && step_ >= cfg_.log.profile_steps[1]) finish_profile();
-    hooks_.after_step(step_, mesh_->world_rank);
+    hooks_.after_step(step_, setup_->mesh->world_rank);
     // On the CPU a device value costs nothing to read, so check the skip streak every step.
     bool abort_now = (cpu || step_ % cfg_.log.every == 0) && too_many_skipped();
     log_point(abort_now);
@@ -563,7 +528,7 @@ int Trainer::run() {
       return 1;
     }
     if ((val_due() || tasks_due()) && !run_evaluation()) return stop_on_signal();
-    if (mesh_->any_rank(stop_requested())) return stop_on_signal();
+    if (setup_->mesh->any_rank(stop_requested())) return stop_on_signal();
     bool exit_after = cfg_.train.exit_after_steps > 0 && step_ - start_step >= cfg_.train.exit_after_steps;
     if (exit_after) finish_profile();  // the steps recorded so far
     if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || exit_after) {
@@ -625,31 +590,37 @@ std::optional<LoadedCheckpoint> choose_resume(const RunOptions& opts, const std:
   if (world_rank == 0) {
     try {
       std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
+      std::error_code ec;  // found now, not at the first checkpoint after hours of training
+      if (fs::exists(fs::symlink_status(ckpt_root, ec)) && !fs::is_directory(ckpt_root, ec))
+        throw ConfigError({cat(ckpt_root, ": exists and is not a directory (the run directory is damaged; move it aside)")});
       const fs::path given(opts.resume);
       if (opts.resume == "none") {
         auto existing = list_checkpoints(ckpt_root);
         if (!existing.empty())
-          throw std::runtime_error(cat(ckpt_root, " holds checkpoints (newest ", fs::path(existing.front()).filename().string(),
-                                       "): resume with --resume auto, or train into another --run-dir"));
+          throw ConfigError({cat(ckpt_root, " holds checkpoints (newest ", fs::path(existing.front()).filename().string(),
+                                       "): resume with --resume auto, or train into another --run-dir")});
         decision = "ok:";
       } else if (opts.resume == "auto") {
         decision = "ok:" + newest_verified_checkpoint(ckpt_root).value_or("");
       } else if (!fs::exists(given)) {
-        throw std::runtime_error(cat("--resume ", opts.resume, ": no such checkpoint or run directory"));
+        throw ConfigError({cat("--resume ", opts.resume, ": no such checkpoint or run directory")});
       } else if (!fs::exists(given / "manifest.json") && fs::is_directory(given / "checkpoints")) {
         // A run directory (as export-hf and model.init_from accept): its newest checkpoint that verifies.
         auto dir = newest_verified_checkpoint((given / "checkpoints").string());
-        if (!dir) throw std::runtime_error(cat("--resume ", opts.resume, ": a run directory without checkpoints"));
+        if (!dir) throw ConfigError({cat("--resume ", opts.resume, ": a run directory without checkpoints")});
         decision = "ok:" + *dir;
       } else {
         verify_checkpoint(opts.resume);
         decision = "ok:" + opts.resume;
       }
-    } catch (const std::exception& e) {
+    } catch (const ConfigError& e) {  // --resume contradicts the run directory: bad input, exit 2
+      decision = std::string("input:") + e.what();
+    } catch (const std::exception& e) {  // a checkpoint found damaged while reading it: exit 1
       decision = std::string("error:") + e.what();
     }
   }
   decision = broadcast_from_rank0(decision);
+  if (starts_with(decision, "input:")) throw JobError(decision.substr(6), false, 2);
   if (starts_with(decision, "error:")) throw JobError(decision.substr(6), false, 1);
   std::string dir = decision.substr(3);
   if (dir.empty()) return std::nullopt;
