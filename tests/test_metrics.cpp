@@ -1,5 +1,5 @@
-// The metrics schema: RUN/metrics.jsonl, metrics.csv and metrics_tasks.csv use the schema's names, and
-// values read back exactly.
+// The metrics schema: RUN/metrics.jsonl, metrics.csv, metrics_tasks.csv and the TensorBoard tags all
+// use the schema's names, and values read back exactly (TensorBoard: as float32, its precision).
 // Expected values are written out here, not derived from the schema.
 #include <cmath>
 #include <cstring>
@@ -11,10 +11,12 @@
 
 #include "catch.hpp"
 #include "helpers.h"
+#include "tb_decode.h"
 #include "yocotron/compare.h"
 #include "yocotron/metrics.h"
 #include "yocotron/metrics_schema.h"
 #include "yocotron/str.h"
+#include "yocotron/tensorboard.h"
 
 using namespace yt;
 namespace fs = std::filesystem;
@@ -73,11 +75,12 @@ TEST_CASE("nlohmann writes every double so that it reads back to the same double
   }
 }
 
-TEST_CASE("rows written through MetricsFiles read back under the schema's names", "[metrics]") {
+TEST_CASE("rows written through MetricsFiles and TensorBoard read back under the schema's names", "[metrics]") {
   fs::path d = test::temp_dir("metrics-schema");
   {
     MetricsFiles files(d.string(), 0);
-    std::vector<MetricsSink*> sinks = {&files};
+    TensorBoardWriter tb(d.string(), 0);
+    std::vector<MetricsSink*> sinks = {&files, &tb};
     TrainRow a{1, 4096, 0.1 + 0.2, 3e-4, 1.0 / 3, 12345.678, std::nullopt, 1e-300, 2, 5e-324};  // a CPU run: no mfu
     TrainRow b{2, 8192, kNaN, 1e300, kInf, 2.5, 0.4242424242424242, 79.5, 3, 12.25};
     TaskResult hella{"hella", "", 8, 0.25, 0.125, 0.5, 0.0625, 0};
@@ -133,11 +136,35 @@ TEST_CASE("rows written through MetricsFiles read back under the schema's names"
                                               "2,8192,wino,0.75,0.0078125,,,4",
                                           });
 
-  // Every declared field of the curve is a column and a JSON key.
+  // TensorBoard: the same names as tags, float32 values; the step is the event's; absent and
+  // non-finite values have no scalar; tokens once a step.
+  int repeats = 0;
+  auto tb = test::tb_scalars(d / "tb", &repeats);
+  CHECK(repeats == 0);
+  const std::map<std::string, std::map<int64_t, float>> want = {
+      {"tokens", {{1, 4096.0f}, {2, 8192.0f}}},
+      {"loss", {{1, 0.3f}}},
+      {"lr", {{1, 3e-4f}, {2, std::numeric_limits<float>::infinity()}}},  // 1e300 overflows float32
+      {"grad_norm", {{1, 0.33333334f}}},
+      {"tokens_per_s", {{1, 12345.678f}, {2, 2.5f}}},
+      {"mfu", {{2, 0.42424244f}}},
+      {"mem_gb", {{1, 0.0f}, {2, 79.5f}}},
+      {"skipped", {{1, 2.0f}, {2, 3.0f}}},
+      {"elapsed_s", {{1, 0.0f}, {2, 12.25f}}},
+      {"val_loss", {{2, 2.0f}}},
+      {"val_ppl", {{2, 7.3890561f}}},
+      {"eval/hella/acc", {{2, 0.25f}}},
+      {"eval/hella/acc_norm", {{2, 0.5f}}},
+      {"eval/wino/acc", {{2, 0.75f}}},
+  };
+  CHECK(tb == want);
+
+  // Every declared field of the curve is a column, a JSON key and (but the step) a TensorBoard tag.
   for (auto name : csv_columns(MetricsTable::Curve)) {
     const std::string n(name);
     INFO(n);
     CHECK((rows[0].contains(n) || rows[2].contains(n)));
+    CHECK((n == "step" || tb.count(n) == 1));
   }
 
   // compare reads the same file through the same names.
