@@ -9,6 +9,7 @@
 #include "catch.hpp"
 #include "dataset_fixture.h"
 #include "helpers.h"
+#include "tb_decode.h"
 #include "yocotron/compare.h"
 #include "yocotron/fileio.h"
 #include "yocotron/str.h"
@@ -46,41 +47,6 @@ std::vector<std::vector<std::string>> csv_rows(const fs::path& p) {
   std::istringstream in(test::read_file(p));
   for (std::string line; std::getline(in, line);) rows.push_back(split(line, ','));
   return rows;
-}
-
-// An independent protobuf reader for the fields TensorBoard's Event uses.
-struct Field {
-  int number, wire;
-  uint64_t varint = 0;
-  std::string bytes;
-};
-std::vector<Field> decode(const std::string& b) {
-  std::vector<Field> out;
-  size_t p = 0;
-  auto vi = [&] {
-    uint64_t v = 0;
-    int shift = 0;
-    while (true) {
-      auto c = static_cast<unsigned char>(b.at(p++));
-      v |= static_cast<uint64_t>(c & 0x7F) << shift;
-      shift += 7;
-      if (!(c & 0x80)) return v;
-    }
-  };
-  while (p < b.size()) {
-    uint64_t key = vi();
-    Field f{static_cast<int>(key >> 3), static_cast<int>(key & 7), 0, {}};
-    if (f.wire == 0) f.varint = vi();
-    else if (f.wire == 1) f.bytes = b.substr(p, 8), p += 8;
-    else if (f.wire == 5) f.bytes = b.substr(p, 4), p += 4;
-    else {
-      uint64_t n = vi();
-      f.bytes = b.substr(p, n);
-      p += n;
-    }
-    out.push_back(f);
-  }
-  return out;
 }
 
 }  // namespace
@@ -194,22 +160,22 @@ TEST_CASE("the charts render with librsvg (rsvg-convert); a malformed SVG does n
 
 TEST_CASE("TensorBoard events: TFRecord framing and Event fields, decoded independently", "[compare]") {
   auto d = test::temp_dir("tb");
-  std::string ev = tb_scalar_event(1700000000.5, 42, {{"train/loss", 2.5f}, {"train/lr", 0.001f}});
-  auto fields = decode(ev);
+  std::string ev = tb_scalar_event(1700000000.5, 42, {{"loss", 2.5f}, {"lr", 0.001f}});
+  auto fields = test::decode_protobuf(ev);
   REQUIRE(fields.size() == 3);
   double wall;
   std::memcpy(&wall, fields[0].bytes.data(), 8);
   CHECK((fields[0].number == 1 && fields[0].wire == 1 && wall == 1700000000.5));
   CHECK((fields[1].number == 2 && fields[1].varint == 42));
   CHECK(fields[2].number == 5);
-  auto values = decode(fields[2].bytes);
+  auto values = test::decode_protobuf(fields[2].bytes);
   REQUIRE(values.size() == 2);
-  auto v0 = decode(values[0].bytes);
-  CHECK(v0[0].bytes == "train/loss");
+  auto v0 = test::decode_protobuf(values[0].bytes);
+  CHECK(v0[0].bytes == "loss");
   float f;
   std::memcpy(&f, v0[1].bytes.data(), 4);
   CHECK((v0[1].number == 2 && v0[1].wire == 5 && f == 2.5f));
-  CHECK(decode(tb_file_version_event(1.0))[1].bytes == "brain.Event:2");
+  CHECK(test::decode_protobuf(tb_file_version_event(1.0))[1].bytes == "brain.Event:2");
 
   std::string file = tfrecord(tb_file_version_event(1.0)) + tfrecord(ev);
   test::write_file(d / "events", file);
@@ -237,24 +203,10 @@ TEST_CASE("training writes TensorBoard scalars equal to metrics.jsonl, also acro
   std::string cmd = "train --config " + (d / "r.yaml").string() + " --run-dir " + (d / "run").string();
   REQUIRE(test::run_yocotron(cmd + " --set train.exit_after_steps=4").exit_code == 0);
   REQUIRE(test::run_yocotron(cmd).exit_code == 0);
-  std::map<int64_t, float> tb_loss;
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(d / "run" / "tb")) {
-    ++files;
-    for (const auto& rec : read_tfrecords(e.path().string())) {
-      auto fields = decode(rec);
-      if (fields.size() < 3 || fields[2].number != 5) continue;
-      for (const auto& v : decode(fields[2].bytes)) {
-        auto kv = decode(v.bytes);
-        if (kv[0].bytes != "train/loss") continue;
-        float f;
-        std::memcpy(&f, kv[1].bytes.data(), 4);
-        int64_t step = static_cast<int64_t>(fields[1].varint);
-        CHECK(tb_loss.count(step) == 0);  // no step twice, though the run was resumed
-        tb_loss[step] = f;
-      }
-    }
-  }
+  int files = 0, repeats = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(d / "run" / "tb")) ++files;
+  const std::map<int64_t, float> tb_loss = test::tb_scalars(d / "run" / "tb", &repeats)["loss"];
+  CHECK(repeats == 0);  // no step twice, though the run was resumed
   CHECK(files == 2);
   std::istringstream in(test::read_file(d / "run" / "metrics.jsonl"));
   int rows = 0;

@@ -717,7 +717,7 @@ TEST_CASE("metrics and TensorBoard files: a torn or malformed last row is droppe
   // (those up to the checkpoint's step), the rest dropped with a warning; the writer never throws.
   fs::path tb_run = d / "tb-run";
   std::vector<std::string> events = {tb_file_version_event(1.0)};
-  for (int s = 1; s <= 10; ++s) events.push_back(tb_scalar_event(1.0 + s, s, {{"train/loss", 4.0f / static_cast<float>(s)}}));
+  for (int s = 1; s <= 10; ++s) events.push_back(tb_scalar_event(1.0 + s, s, {{"loss", 4.0f / static_cast<float>(s)}}));
   std::string stream;
   std::vector<size_t> ends;  // where each record ends
   for (const auto& e : events) ends.push_back((stream += tfrecord(e)).size());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "yocotron/config.h"
+#include "yocotron/metrics_schema.h"
 
 namespace yt {
 
@@ -39,9 +40,9 @@ std::vector<double> ema(const std::vector<double>& v, int span);
 
 struct CompareOptions {
   std::string out_dir = "compare";
-  std::string x = "tokens";     // tokens | step
+  std::string x = std::string(metric_name::tokens);  // tokens | step
   int smooth = 0;               // EMA span for training curves
-  std::string metric = "loss";  // loss | val_loss: which curve loss.svg shows
+  std::string metric = std::string(metric_name::loss);  // loss | val_loss: which curve loss.svg shows
   std::string baseline;         // run name the deltas are against (default: the first run)
   bool log_x = false;
 };

@@ -1,8 +1,8 @@
 // The loss curve of a run: RUN/metrics.jsonl (one JSON object per logged step, one per
 // evaluation, one per scoring of train.eval_tasks) and the same rows in RUN/metrics.csv (task
-// scores in RUN/metrics_tasks.csv, one row per task: their columns depend on the recipe). Floats are written with the shortest text that
-// reads back to the same double. On resume, rows after the checkpoint's step (written by the run
-// that was interrupted) are dropped first, so the files hold one curve.
+// scores in RUN/metrics_tasks.csv, one row per task), under the names metrics_schema.h declares.
+// Floats read back as the same double. On resume, rows after the checkpoint's step (written by the
+// run that was interrupted) are dropped first, so the files hold one curve.
 #pragma once
 #include <cstdint>
 #include <fstream>

@@ -1,14 +1,15 @@
 // TensorBoard event files (RUN/tb/events.out.tfevents.<time>.<host>): a TFRecord stream of `Event`
 // protocol buffers, written here field by field (no protobuf library): each record is its length
-// (uint64), the masked CRC-32C of the length, the bytes, and their masked CRC-32C. Scalars: the
-// training loss, learning rate, gradient norm, throughput, MFU, the validation loss, and eval/<task>/acc and acc_norm of train.eval_tasks.
+// (uint64), the masked CRC-32C of the length, the bytes, and their masked CRC-32C. Scalars: every
+// field of a logged row but its step (the event's step), tagged with its name in metrics.jsonl
+// (metrics_schema.h); absent and non-finite values are left out, and tokens is plotted once a step.
 #pragma once
 #include <cstdint>
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include "yocotron/metrics.h"
+#include "yocotron/metrics_schema.h"
 
 namespace yt {
 
@@ -22,6 +23,7 @@ class TensorBoardWriter : public MetricsSink {
   void scalars(int64_t step, const std::vector<std::pair<std::string, double>>& values);
 
  private:
+  void row(const MetricRow& row, bool with_tokens);
   std::ofstream out_;
 };
 

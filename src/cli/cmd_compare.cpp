@@ -5,6 +5,8 @@
 #include "yocotron/compare.h"
 #include "yocotron/inference_report.h"
 #include "yocotron/kv_weights_report.h"
+#include "yocotron/metrics_schema.h"
+#include "yocotron/str.h"
 #include "yocotron/log.h"
 
 namespace yt::cli {
@@ -52,10 +54,12 @@ int run_compare(const Args& args) {
   if (p.has("--kv-weights")) return compare_kv_weights_cli(p);
   CompareOptions o;
   o.out_dir = p.get("--out", "compare");
-  o.x = p.get("--x", "tokens");
-  if (o.x != "tokens" && o.x != "step") throw UsageError("--x must be tokens or step, found '" + o.x + "'");
-  o.metric = p.get("--metric", "loss");
-  if (o.metric != "loss" && o.metric != "val_loss") throw UsageError("--metric must be loss or val_loss, found '" + o.metric + "'");
+  o.x = p.get("--x", std::string(metric_name::tokens));
+  if (o.x != metric_name::tokens && o.x != metric_name::step)
+    throw UsageError(cat("--x must be ", metric_name::tokens, " or ", metric_name::step, ", found '", o.x, "'"));
+  o.metric = p.get("--metric", std::string(metric_name::loss));
+  if (o.metric != metric_name::loss && o.metric != metric_name::val_loss)
+    throw UsageError(cat("--metric must be ", metric_name::loss, " or ", metric_name::val_loss, ", found '", o.metric, "'"));
   o.smooth = static_cast<int>(p.get_integer("--smooth", 0));
   o.baseline = p.get("--baseline");
   o.log_x = p.has("--log-x");

@@ -11,6 +11,7 @@
 #include "yocotron/reader_checks.h"
 #include "yocotron/fileio.h"
 #include "yocotron/kv_plan.h"
+#include "yocotron/metrics_schema.h"
 #include "yocotron/str.h"
 #include "yocotron/svg_chart.h"
 
@@ -95,23 +96,26 @@ RunRecord read_run(const std::string& dir) {
       bad("not JSON");
     }
     if (!j.is_object()) bad("not a JSON object");
-    if (!j.contains("step") || !j["step"].is_number_integer()) bad("no integer \"step\"");
-    if (j.contains("tokens") && !j["tokens"].is_number_integer()) bad("\"tokens\" is not an integer");
-    for (const char* key : {"loss", "val_loss", "tokens_per_s"})
+    namespace m = metric_name;
+    const std::string step(m::step), tokens(m::tokens), loss(m::loss), val_loss(m::val_loss), tokens_per_s(m::tokens_per_s);
+    if (!j.contains(step) || !j[step].is_number_integer()) bad(cat("no integer \"", step, "\""));
+    if (j.contains(tokens) && !j[tokens].is_number_integer()) bad(cat("\"", tokens, "\" is not an integer"));
+    for (const auto& key : {loss, val_loss, tokens_per_s})
       if (j.contains(key) && !j[key].is_number() && !j[key].is_null()) bad(cat("\"", key, "\" is not a number"));
-    CurvePoint p{j["step"].get<int64_t>(), j.value("tokens", int64_t{0}), NAN};
-    for (const auto& [key, value] : j.items())  // "eval/TASK/acc", "eval/TASK/acc_norm"
-      if (starts_with(key, "eval/") && (ends_with(key, "/acc") || ends_with(key, "/acc_norm"))) {
+    auto real = [&](const std::string& key) { return j[key].is_number() ? j[key].get<double>() : NAN; };
+    CurvePoint p{j[step].get<int64_t>(), j.value(tokens, int64_t{0}), NAN};
+    for (const auto& [key, value] : j.items())
+      if (auto score = task_score_of(key)) {  // "<task>/acc", "<task>/acc_norm"
         if (!value.is_number() && !value.is_null()) bad(cat("\"", key, "\" is not a number"));
-        r.tasks[key.substr(5)].push_back({p.step, p.tokens, value.is_number() ? value.get<double>() : NAN});
+        r.tasks[*score].push_back({p.step, p.tokens, real(key)});
       }
-    if (j.contains("val_loss")) {
-      p.value = j["val_loss"].is_number() ? j["val_loss"].get<double>() : NAN;
+    if (j.contains(val_loss)) {
+      p.value = real(val_loss);
       r.eval.push_back(p);
-    } else if (j.contains("loss")) {
-      p.value = j["loss"].is_number() ? j["loss"].get<double>() : NAN;
+    } else if (j.contains(loss)) {
+      p.value = real(loss);
       r.train.push_back(p);
-      if (j.contains("tokens_per_s") && j["tokens_per_s"].is_number()) speeds.push_back(j["tokens_per_s"].get<double>());
+      if (j.contains(tokens_per_s) && j[tokens_per_s].is_number()) speeds.push_back(j[tokens_per_s].get<double>());
     }
   }
   if (r.train.empty() && r.eval.empty() && r.tasks.empty()) throw std::runtime_error(cat(metrics.string(), ": no metrics yet"));
@@ -135,8 +139,10 @@ std::vector<double> ema(const std::vector<double>& v, int span) {
 
 CompareOutput compare_runs(const std::vector<std::string>& run_dirs, const CompareOptions& o) {
   if (run_dirs.empty()) throw std::runtime_error("compare: give at least one run directory");
-  if (o.x != "tokens" && o.x != "step") throw std::invalid_argument("--x must be tokens or step");
-  if (o.metric != "loss" && o.metric != "val_loss") throw std::invalid_argument("--metric must be loss or val_loss");
+  if (o.x != metric_name::tokens && o.x != metric_name::step)
+    throw std::invalid_argument(cat("--x must be ", metric_name::tokens, " or ", metric_name::step));
+  if (o.metric != metric_name::loss && o.metric != metric_name::val_loss)
+    throw std::invalid_argument(cat("--metric must be ", metric_name::loss, " or ", metric_name::val_loss));
   std::vector<RunRecord> runs;
   for (const auto& d : run_dirs) runs.push_back(read_run(d));
   const std::vector<std::string> names = run_names(run_dirs);  // unique: they label curves
@@ -158,10 +164,10 @@ CompareOutput compare_runs(const std::vector<std::string>& run_dirs, const Compa
     base = static_cast<size_t>(it - runs.begin());
   }
 
-  auto xval = [&](const CurvePoint& p) { return o.x == "tokens" ? static_cast<double>(p.tokens) : static_cast<double>(p.step); };
+  auto xval = [&](const CurvePoint& p) { return o.x == metric_name::tokens ? static_cast<double>(p.tokens) : static_cast<double>(p.step); };
   auto label = [](const RunRecord& r) { return r.name == r.cfg.model.arch ? r.name : r.name + " (" + r.cfg.model.arch + ")"; };
   fs::create_directories(o.out_dir);
-  const std::string x_label = o.x == "tokens" ? "training tokens" : "step";
+  const std::string x_label = o.x == metric_name::tokens ? "training tokens" : "step";
 
   std::vector<ChartSeries> train_series, eval_series;
   std::vector<double> final_loss(runs.size(), NAN), best_val(runs.size(), NAN);
@@ -181,20 +187,21 @@ CompareOutput compare_runs(const std::vector<std::string>& run_dirs, const Compa
     eval_series.push_back(e);
   }
   const bool have_eval = std::any_of(eval_series.begin(), eval_series.end(), [](const ChartSeries& s) { return !s.x.empty(); });
-  if (o.metric == "val_loss" && !have_eval) throw std::runtime_error("compare: --metric val_loss, but no run has evaluation lines");
+  if (o.metric == metric_name::val_loss && !have_eval)
+    throw std::runtime_error(cat("compare: --metric ", metric_name::val_loss, ", but no run has evaluation lines"));
 
   ChartOptions train_opts;
-  train_opts.title = o.metric == "loss" ? "Training loss" + (o.smooth > 1 ? cat(" (EMA ", o.smooth, ")") : std::string())
+  train_opts.title = o.metric == metric_name::loss ? "Training loss" + (o.smooth > 1 ? cat(" (EMA ", o.smooth, ")") : std::string())
                                         : "Validation loss";
   train_opts.x_label = x_label;
-  train_opts.y_label = o.metric == "loss" ? "loss (nats/token)" : "validation loss (nats/token)";
+  train_opts.y_label = o.metric == metric_name::loss ? "loss (nats/token)" : "validation loss (nats/token)";
   train_opts.log_x = o.log_x;
   auto write = [&](const std::string& name, const std::string& text) {
     std::string p = (fs::path(o.out_dir) / name).string();
     write_text_file_atomic(p, text);
     out.files.push_back(p);
   };
-  write("loss.svg", line_chart_svg(o.metric == "loss" ? train_series : eval_series, train_opts));
+  write("loss.svg", line_chart_svg(o.metric == metric_name::loss ? train_series : eval_series, train_opts));
   if (have_eval) {
     ChartOptions ev = train_opts;
     ev.title = "Validation loss";

@@ -5,11 +5,11 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "yocotron/reader_checks.h"
 #include "yocotron/fileio.h"
 #include "yocotron/log.h"
+#include "yocotron/metrics_schema.h"
+#include "yocotron/reader_checks.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -17,13 +17,44 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCsvHeader = "step,tokens,loss,lr,grad_norm,tokens_per_s,mfu,mem_gb,skipped,val_loss,val_ppl,elapsed_s";
-const std::string kTasksCsvHeader = "step,tokens,task,acc,acc_stderr,acc_norm,acc_norm_stderr,n";
-
 std::string num(double v) { return std::isfinite(v) ? format_double(v) : (std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity")); }
 
-// JSON has no NaN: non-finite values are written as null.
-std::string json_num(double v) { return std::isfinite(v) ? format_double(v) : "null"; }
+// A CSV cell: empty for an absent value.
+std::string csv_cell(const MetricValue& v) {
+  if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) return num(*d);
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  return "";
+}
+
+// A line of `table`: each column's value from the row, empty where the row has none.
+std::string csv_line(MetricsTable table, const MetricRow& row) {
+  std::vector<std::string> cells;
+  for (auto column : csv_columns(table)) {
+    auto it = std::find_if(row.begin(), row.end(), [&](const NamedValue& v) { return v.name == column; });
+    cells.push_back(it == row.end() ? "" : csv_cell(it->value));
+  }
+  return join(cells, ",") + "\n";
+}
+
+// In column order (ordered_json); JSON has no NaN, so absent and non-finite values are null. nlohmann
+// writes a double's shortest text that reads back to the same double (tested).
+std::string json_line(const MetricRow& row) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (const auto& [name, v] : row) {
+    if (const auto* i = std::get_if<int64_t>(&v)) j[name] = *i;
+    else if (const auto* d = std::get_if<double>(&v)) j[name] = std::isfinite(*d) ? nlohmann::ordered_json(*d) : nullptr;
+    else if (const auto* s = std::get_if<std::string>(&v)) j[name] = *s;
+    else j[name] = nullptr;
+  }
+  return j.dump() + "\n";
+}
+
+// Flushed row by row: a crash loses at most the row being written (truncate_metrics drops it on resume).
+void write_curve_row(std::ofstream& jsonl, std::ofstream& csv, const MetricRow& row) {
+  jsonl << json_line(row) << std::flush;
+  csv << csv_line(MetricsTable::Curve, row) << std::flush;
+}
 
 size_t field_count(const std::string& line) { return static_cast<size_t>(std::count(line.begin(), line.end(), ',')) + 1; }
 
@@ -46,10 +77,10 @@ std::string row_problem(const std::string& line, bool csv, size_t csv_fields, in
   } catch (const nlohmann::json::exception&) {
     return "malformed row (not JSON)";
   }
-  if (!j.is_object() || !j.contains("step") || !j["step"].is_number_unsigned() ||
-      j["step"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-    return "malformed row (not an object with a non-negative integer \"step\")";
-  *step = j["step"].get<int64_t>();
+  const std::string key(metric_name::step);
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number_unsigned() || j[key].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    return cat("malformed row (not an object with a non-negative integer \"", key, "\")");
+  *step = j[key].get<int64_t>();
   return "";
 }
 
@@ -66,7 +97,7 @@ void truncate_metrics(const std::string& run_dir, int64_t keep_up_to) {
     // before it was not written by this program, and silently dropping it could hide more damage.
     const size_t last = text.find_last_not_of('\n') == std::string::npos ? 0 : text.find_last_not_of('\n');
     std::string header, kept;
-    const std::string& default_header = std::string(name) == "metrics_tasks.csv" ? kTasksCsvHeader : kCsvHeader;
+    const std::string default_header = csv_header(std::string(name) == "metrics_tasks.csv" ? MetricsTable::Tasks : MetricsTable::Curve);
     size_t csv_fields = field_count(default_header);
     size_t pos = 0, line_no = 0;
     while (pos < text.size()) {
@@ -77,7 +108,7 @@ void truncate_metrics(const std::string& run_dir, int64_t keep_up_to) {
       pos = torn ? text.size() : nl + 1;
       ++line_no;
       if (line.empty()) continue;
-      if (csv && line_no == 1 && !torn && starts_with(line, "step,")) {
+      if (csv && line_no == 1 && !torn && starts_with(line, cat(metric_name::step, ","))) {
         header = line;
         csv_fields = field_count(line);
         continue;
@@ -105,29 +136,12 @@ MetricsFiles::MetricsFiles(const std::string& run_dir, int64_t keep_up_to) : run
   jsonl_.open(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
   csv_.open(csv, std::ios::app);
   if (!jsonl_ || !csv_) throw std::runtime_error(cat(run_dir, ": cannot open metrics files for writing"));
-  if (fresh) csv_ << kCsvHeader << "\n" << std::flush;
+  if (fresh) csv_ << csv_header(MetricsTable::Curve) << "\n" << std::flush;
 }
 
-void MetricsFiles::train(const TrainRow& r) {
-  jsonl_ << "{\"step\":" << r.step << ",\"tokens\":" << r.tokens << ",\"loss\":" << json_num(r.loss)
-         << ",\"lr\":" << json_num(r.lr) << ",\"grad_norm\":" << json_num(r.grad_norm)
-         << ",\"tokens_per_s\":" << json_num(r.tokens_per_s) << ",\"mfu\":" << (r.mfu ? json_num(*r.mfu) : "null")
-         << ",\"mem_gb\":" << json_num(r.mem_gb) << ",\"skipped\":" << r.skipped
-         << ",\"elapsed_s\":" << json_num(r.elapsed_s) << "}\n"
-         << std::flush;
-  csv_ << r.step << "," << r.tokens << "," << num(r.loss) << "," << num(r.lr) << "," << num(r.grad_norm) << ","
-       << num(r.tokens_per_s) << "," << (r.mfu ? num(*r.mfu) : "") << "," << num(r.mem_gb) << "," << r.skipped << ",,,"
-       << num(r.elapsed_s) << "\n"
-       << std::flush;
-}
+void MetricsFiles::train(const TrainRow& r) { write_curve_row(jsonl_, csv_, metric_row(r)); }
 
-void MetricsFiles::eval(const EvalRow& r) {
-  jsonl_ << "{\"step\":" << r.step << ",\"tokens\":" << r.tokens << ",\"val_loss\":" << json_num(r.val_loss)
-         << ",\"val_ppl\":" << json_num(std::exp(r.val_loss)) << "}\n"
-         << std::flush;
-  csv_ << r.step << "," << r.tokens << ",,,,,,,," << num(r.val_loss) << "," << num(std::exp(r.val_loss)) << ",\n"
-       << std::flush;
-}
+void MetricsFiles::eval(const EvalRow& r) { write_curve_row(jsonl_, csv_, metric_row(r)); }
 
 void MetricsFiles::tasks(const TaskEvalRow& r) {
   if (!tasks_csv_.is_open()) {  // only runs that score tasks have this file
@@ -135,16 +149,10 @@ void MetricsFiles::tasks(const TaskEvalRow& r) {
     const bool fresh = !fs::exists(p) || fs::file_size(p) == 0;
     tasks_csv_.open(p, std::ios::app);
     if (!tasks_csv_) throw std::runtime_error(cat(p.string(), ": cannot open for writing"));
-    if (fresh) tasks_csv_ << kTasksCsvHeader << "\n";
+    if (fresh) tasks_csv_ << csv_header(MetricsTable::Tasks) << "\n";
   }
-  jsonl_ << "{\"step\":" << r.step << ",\"tokens\":" << r.tokens;
-  for (const auto& t : r.tasks) {
-    jsonl_ << ",\"eval/" << t.name << "/acc\":" << json_num(t.acc);
-    if (t.acc_norm) jsonl_ << ",\"eval/" << t.name << "/acc_norm\":" << json_num(*t.acc_norm);
-    tasks_csv_ << r.step << "," << r.tokens << "," << t.name << "," << num(t.acc) << "," << num(t.acc_stderr) << ","
-               << (t.acc_norm ? num(*t.acc_norm) : "") << "," << (t.acc_norm ? num(*t.acc_norm_stderr) : "") << "," << t.n << "\n";
-  }
-  jsonl_ << "}\n" << std::flush;
+  for (const auto& t : r.tasks) tasks_csv_ << csv_line(MetricsTable::Tasks, task_csv_row(r, t));
+  jsonl_ << json_line(metric_row(r)) << std::flush;
   tasks_csv_ << std::flush;
 }
 

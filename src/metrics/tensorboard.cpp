@@ -11,6 +11,7 @@
 
 #include "yocotron/fileio.h"
 #include "yocotron/log.h"
+#include "yocotron/metrics_schema.h"
 #include "yocotron/str.h"
 
 namespace yt {
@@ -190,25 +191,24 @@ void TensorBoardWriter::scalars(int64_t step, const std::vector<std::pair<std::s
   if (!v.empty()) out_ << tfrecord(tb_scalar_event(now_s(), step, v)) << std::flush;
 }
 
-void TensorBoardWriter::train(const TrainRow& r) {
-  std::vector<std::pair<std::string, double>> v = {{"train/loss", r.loss},
-                                                   {"train/lr", r.lr},
-                                                   {"train/grad_norm", r.grad_norm},
-                                                   {"train/tokens_per_s", r.tokens_per_s},
-                                                   {"train/tokens", static_cast<double>(r.tokens)}};
-  if (r.mfu) v.emplace_back("train/mfu", *r.mfu);
-  scalars(r.step, v);
-}
-
-void TensorBoardWriter::eval(const EvalRow& r) { scalars(r.step, {{"eval/val_loss", r.val_loss}, {"eval/val_ppl", std::exp(r.val_loss)}}); }
-
-void TensorBoardWriter::tasks(const TaskEvalRow& r) {
+void TensorBoardWriter::row(const MetricRow& row, bool with_tokens) {
   std::vector<std::pair<std::string, double>> values;
-  for (const auto& t : r.tasks) {
-    values.emplace_back("eval/" + t.name + "/acc", t.acc);
-    if (t.acc_norm) values.emplace_back("eval/" + t.name + "/acc_norm", *t.acc_norm);
+  int64_t step = 0;
+  for (const auto& [name, v] : row) {
+    const auto* i = std::get_if<int64_t>(&v);
+    if (name == metric_name::step) step = *i;  // the event's own step, not a scalar
+    else if (name == metric_name::tokens && !with_tokens) continue;
+    else if (i) values.emplace_back(name, static_cast<double>(*i));
+    else if (const auto* d = std::get_if<double>(&v)) values.emplace_back(name, *d);
   }
-  scalars(r.step, values);
+  scalars(step, values);
 }
+
+// Evaluation and task rows leave tokens out: the training row of their step has already plotted it.
+void TensorBoardWriter::train(const TrainRow& r) { row(metric_row(r), true); }
+
+void TensorBoardWriter::eval(const EvalRow& r) { row(metric_row(r), false); }
+
+void TensorBoardWriter::tasks(const TaskEvalRow& r) { row(metric_row(r), false); }
 
 }  // namespace yt
