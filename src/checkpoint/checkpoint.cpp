@@ -178,7 +178,7 @@ struct Manifest {
   std::optional<int64_t> step;
   std::map<std::string, FileEntry> files;
   std::map<std::string, TensorSpec> tensors;
-  bool has_tensors = false;  // "tensors" present (every checkpoint since version 2 lists all model tensors)
+  bool has_tensors = false;  // "tensors" present (version 2)
 };
 
 
@@ -386,12 +386,14 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify,
         throw std::runtime_error(cat(opt_files[r], ": tensor '", printable(key), "' belongs to no tensor of ", model_files[r]));
     }
   }
-  // The manifest's tensor list and the model file name the same tensors (a filtered read: those it read).
+  // The manifest's tensor list names only tensors of the model file, and, when the tensors come in TP
+  // shards, every one of them (an unlisted tensor cannot be reassembled). With one shard an unlisted
+  // tensor is simply whole.
   if (manifest.has_tensors) {
     const std::string where = (fs::path(dir) / "manifest.json").string();
     for (const auto& [key, t] : model[0])
-      if (!manifest.tensors.count(key))
-        throw std::runtime_error(cat(where, ": tensors lacks '", printable(key), "' of ", model_files[0]));
+      if (out.tp > 1 && !manifest.tensors.count(key))
+        throw std::runtime_error(cat(where, ": tensors lacks '", printable(key), "' of ", model_files[0], " (tp=", out.tp, ")"));
     if (!only_model)
       for (const auto& [key, spec] : manifest.tensors)
         if (!model[0].count(key))

@@ -20,15 +20,17 @@
 namespace yt::cli {
 namespace {
 
-// Before building anything: one sequence of `positions` tokens must fit — its KV cache, and on the
-// CPU (whose attention may hold the scores) one layer's H x T x T fp32 scores. A line naming the
-// option, exit 2, instead of a process that grows until the machine swaps.
-void refuse_if_batch_one_cannot_fit(const Config& cfg, int64_t positions, bool gpu) {
+// Before building anything: one sequence of `positions` tokens must fit the GPU's free memory or the
+// host's available memory — its KV cache, and on the CPU (whose attention may hold the scores) one
+// layer's H x T x T fp32 scores. A line naming the option, exit 2, instead of an allocation of
+// terabytes failing later (GPU) or a process that grows until the machine swaps (CPU).
+void refuse_if_batch_one_cannot_fit(const Config& cfg, int64_t positions, int cuda) {
+  const bool gpu = cuda >= 0;
   const ModelConfig& m = cfg.model;
   const int64_t elem = gpu && cfg.train.precision == "bf16" ? 2 : 4;
   CheckedInt need = CheckedInt(make_kv_plan(m).kv_cache_bytes_per_token(m.head_dim(), elem)) * positions;
   if (!gpu) need += CheckedInt(m.n_heads) * positions * positions * 4;
-  const int64_t available = gpu ? -1 : host_available_bytes();
+  const int64_t available = gpu ? cuda_free_bytes(cuda) : host_available_bytes();
   if (need.overflowed() || (available > 0 && need.value() > available))
     throw ConfigError({cat("bench: ", positions, " positions (--lengths, plus --prompt-tokens for decode) need ",
                            need.overflowed() ? std::string("more than 2^63 bytes") : format_bytes(static_cast<double>(need.value())),
@@ -54,7 +56,7 @@ struct InferenceSetup {
     // longer tables.
     cfg.model.max_seq_len = std::max(cfg.model.max_seq_len, positions);
     cfg.model.init_from.clear();
-    refuse_if_batch_one_cannot_fit(cfg, positions, gpu);
+    refuse_if_batch_one_cannot_fit(cfg, positions, cuda);
     mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
     model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
     model->to_inference(device, dtype);
