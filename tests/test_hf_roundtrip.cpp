@@ -248,6 +248,15 @@ TEST_CASE("export-hf into a non-empty directory: refused without --overwrite, re
   INFO(again.err);
   REQUIRE(again.exit_code == 0);
   CHECK(test::read_file(out / "tokenizer.model") == "not really a sentencepiece model");
+  // --overwrite never replaces a directory that holds the source: a run exported into itself or its parent.
+  fs::path run = dir / "runs" / "r";
+  REQUIRE(test::run_yocotron("train --config " + transformer.string() + " --run-dir " + run.string()).exit_code == 0);
+  for (const fs::path& into : {run, run.parent_path()}) {
+    auto r = test::run_yocotron("export-hf " + run.string() + " --out " + into.string() + " --overwrite");
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, ContainsSubstring("--out " + into.string() + ": holds the source "));
+    CHECK(fs::exists(run / "checkpoints" / "latest"));
+  }
   // A file where the directory should be.
   test::write_file(dir / "file", "x");
   auto file = test::run_yocotron("export-hf " + transformer.string() + " --out " + (dir / "file").string());

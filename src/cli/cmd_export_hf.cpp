@@ -6,6 +6,7 @@
 // never mixes with an earlier one's files, and a failed or stopped export leaves DIR as it was.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -79,6 +80,19 @@ void check_export_target(const fs::path& dir, bool overwrite) {
                                                  "(its files are removed, not merged)"));
 }
 
+// --overwrite replaces DIR whole: refused when DIR holds what is being exported (a run or a
+// checkpoint inside it would go with it). hf:DIR into DIR itself is fine: it is read before the swap.
+void refuse_replacing_the_source(const fs::path& dir, const std::string& source_dir, bool hf_source) {
+  if (source_dir.empty()) return;
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(dir, ec), src = fs::weakly_canonical(source_dir, ec);
+  if (hf_source && out == src) return;
+  const auto [o, s] = std::mismatch(out.begin(), out.end(), src.begin(), src.end());
+  if (o == out.end())
+    throw UsageError(cat("--out ", dir.string(), ": holds the source ", source_dir,
+                         ", which replacing it would delete; export into another directory"));
+}
+
 // Puts the finished staging directory in DIR's place: the old DIR is moved aside first and removed
 // after, so that at every moment DIR is either the old export or the new one.
 void publish_export(const fs::path& staging, const fs::path& dir) {
@@ -143,6 +157,7 @@ int run_export_hf(const Args& args) {
   if (is_model_source(source)) {  // a checkpoint (its recipe and fp32 master weights) or hf:DIR
     ModelSource src = open_model_source(source, p.all("--set"));
     check_sample(src.config);
+    refuse_replacing_the_source(target, src.dir, starts_with(source, "hf:"));
     model = load_model(src);
     cfg = src.config;
     model_dir = src.dir;
