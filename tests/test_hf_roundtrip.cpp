@@ -252,11 +252,21 @@ TEST_CASE("export-hf into a non-empty directory: refused without --overwrite, re
   fs::path run = dir / "runs" / "r";
   REQUIRE(test::run_yocotron("train --config " + transformer.string() + " --run-dir " + run.string()).exit_code == 0);
   for (const fs::path& into : {run, run.parent_path()}) {
+    test::write_file(into / "config.json", "{}");  // even one that also holds an export's files
+    test::write_file(into / "model.safetensors", "");
     auto r = test::run_yocotron("export-hf " + run.string() + " --out " + into.string() + " --overwrite");
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, ContainsSubstring("--out " + into.string() + ": holds the source "));
     CHECK(fs::exists(run / "checkpoints" / "latest"));
   }
+  // --overwrite replaces only an earlier export: not a dataset, a run's logs or a checkpoint.
+  for (const fs::path& other : {dir / "data", run / "logs", run / "checkpoints" / "step_00000003"}) {
+    REQUIRE(fs::is_directory(other));
+    auto r = test::run_yocotron("export-hf " + transformer.string() + " --out " + other.string() + " --overwrite");
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, ContainsSubstring("--overwrite replaces only an earlier export"));
+  }
+  CHECK(fs::exists(dir / "data" / "manifest.json"));
   // A file where the directory should be.
   test::write_file(dir / "file", "x");
   auto file = test::run_yocotron("export-hf " + transformer.string() + " --out " + (dir / "file").string());

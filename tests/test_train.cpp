@@ -15,6 +15,7 @@
 #include "helpers.h"
 #include "yocotron/checkpoint.h"
 #include "yocotron/dataset.h"
+#include "yocotron/fileio.h"
 #include "yocotron/str.h"
 
 using namespace yt;
@@ -303,6 +304,29 @@ TEST_CASE("--resume RUN_DIR continues from that run's newest checkpoint that ver
   CHECK(damaged.err == "error: " + (f.dir / "d" / "checkpoints").string() +
                            ": exists and is not a directory (the run directory is damaged; move it aside)\n");
   CHECK_FALSE(fs::exists(f.dir / "d" / "metrics.jsonl"));
+  // A STOP left behind that cannot be removed would stop every later run at once: refused, named.
+  test::write_file(f.dir / "e" / "STOP" / "notes", "x");
+  auto stop_dir = train(f.recipe, f.dir / "e");
+  CHECK(stop_dir.exit_code == 2);
+  CHECK(stop_dir.err == "error: " + (f.dir / "e" / "STOP").string() +
+                            " was left by an earlier stop and cannot be removed (a non-empty directory); remove it, or it "
+                            "would stop every run at once\n");
+  CHECK(fs::exists(f.dir / "e" / "STOP" / "notes"));
+  // A crafted state.json (its checksum recomputed) whose sample count would wrap the token count of
+  // later checkpoints: refused at resume, naming the file, not written into a checkpoint that cannot load.
+  const fs::path ck = a / "checkpoints" / "step_00000004";
+  auto st = json::parse(test::read_file(ck / "state.json"));
+  st["consumed_samples"] = 1ull << 62;
+  st["tokens"] = INT64_MAX;
+  const std::string text = st.dump(2) + "\n";
+  test::write_file(ck / "state.json", text);
+  auto manifest = json::parse(test::read_file(ck / "manifest.json"));
+  manifest["files"]["state.json"] = {{"bytes", text.size()}, {"crc32c", crc32c(text.data(), text.size())}};
+  test::write_file(ck / "manifest.json", manifest.dump(2));
+  auto wrapped = train(f.recipe, f.dir / "g", "--resume " + ck.string());
+  CHECK(wrapped.exit_code == 1);
+  CHECK(ends_with(wrapped.err, "\nerror: " + ck.string() + "/state.json: consumed_samples 4611686018427387904 at step 4 would "
+                                                           "overflow the token count before train.steps=12\n"));  // after resume's warnings
 }
 
 TEST_CASE("one trainer per run directory: a second is refused naming the first, which finishes untouched; kill -9 frees it", "[train]") {

@@ -90,8 +90,9 @@ struct Architecture {
   std::string name;
   std::string summary;
   KvPlan (*plan)(const ModelConfig&);
-  // Extra constraints on the model shape, one message per problem naming the keys.
-  std::vector<std::string> (*check)(const ModelConfig&);
+  // Extra constraints on the model shape and how it is split (parallel.*), one message per problem
+  // naming the keys.
+  std::vector<std::string> (*check)(const ModelConfig&, const ParallelConfig&);
 };
 
 const std::vector<Architecture>& architectures();

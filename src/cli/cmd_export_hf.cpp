@@ -75,9 +75,14 @@ void check_export_target(const fs::path& dir, bool overwrite) {
     throw UsageError(cat("--out ", dir.string(), ": is a symbolic link; give the directory it points to"));
   if (!fs::is_directory(st))
     throw UsageError(cat("--out ", dir.string(), ": exists and is not a directory"));
-  if (!overwrite && !fs::is_empty(dir, ec))
+  if (fs::is_empty(dir, ec)) return;
+  if (!overwrite)
     throw UsageError(cat("--out ", dir.string(), ": the directory is not empty; give --overwrite to replace it "
                                                  "(its files are removed, not merged)"));
+  // --overwrite replaces an earlier export, never a dataset, a run's logs or a checkpoint.
+  if (!fs::is_regular_file(dir / "config.json", ec) || !fs::is_regular_file(dir / "model.safetensors", ec))
+    throw UsageError(cat("--out ", dir.string(), ": --overwrite replaces only an earlier export (a directory with "
+                                                 "config.json and model.safetensors), and this is not one"));
 }
 
 // --overwrite replaces DIR whole: refused when DIR holds what is being exported (a run or a
@@ -130,7 +135,7 @@ int run_export_hf(const Args& args) {
   p.positional("SOURCE", "a checkpoint directory, a run directory (its newest valid checkpoint), hf:DIR, or a "
                          "recipe (its initial weights, after model.init_from)", true)
       .option("--out", "DIR", "output directory (created; replaced whole with --overwrite)")
-      .flag("--overwrite", "replace a non-empty --out DIR (an earlier export): its files are removed, not merged")
+      .flag("--overwrite", "replace --out DIR when it holds an earlier export (config.json + model.safetensors): its files are removed, not merged")
       .option("--set", "SECTION.KEY=VALUE", "override one recipe key (repeatable)", true)
       .option("--dtype", "fp32|bf16", "dtype of the exported weights (default fp32; mixing weights stay fp32)")
       .integer("--sample-tokens", "N",

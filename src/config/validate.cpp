@@ -52,9 +52,6 @@ void check_model(const ModelConfig& m, std::vector<std::string>& out) {
   positive(out, "model.yoco.loops", m.yoco.loops);
   positive(out, "model.yoco.chunk", m.yoco.chunk);
   if (m.yoco.loops > 64) out.push_back(cat("model.yoco.loops=", m.yoco.loops, " exceeds 64, the most loops yocotron builds"));
-  if (const Architecture* a = find_architecture(m.arch)) {
-    for (auto& p : a->check(m)) out.push_back(p);
-  }
 }
 
 void check_train(const Config& c, std::vector<std::string>& out) {
@@ -101,10 +98,10 @@ void check_parallel(const Config& c, std::vector<std::string>& out) {
       out.push_back(cat("parallel.tp=", p.tp, " does not divide model.n_heads=", c.model.n_heads));
     if (c.model.n_kv_heads % p.tp != 0)
       out.push_back(cat("parallel.tp=", p.tp, " does not divide model.n_kv_heads=", c.model.n_kv_heads));
-    else if (c.model.arch == "skipv1" && (c.model.n_kv_heads / p.tp) % 2 != 0)
-      out.push_back(cat("model.n_kv_heads/parallel.tp=", c.model.n_kv_heads / p.tp,
-                        " must be even for model.arch=skipv1 (each rank needs whole own/shared head pairs)"));
   }
+  // The architecture's own rules see how the model is split (skipv1 needs whole head pairs per rank).
+  if (const Architecture* a = find_architecture(c.model.arch))
+    for (auto& problem : a->check(c.model, p)) out.push_back(problem);
   if (!(p.bucket_mb > 0)) out.push_back(cat("parallel.bucket_mb=", p.bucket_mb, " must be > 0"));
   if (!(p.timeout_s > 0)) out.push_back(cat("parallel.timeout_s=", p.timeout_s, " must be > 0"));
 }

@@ -183,32 +183,35 @@ KvPlan yocou_plan(const ModelConfig& m) {
   return yoco_original_plan(m, "yocou", Mixer::Attention, static_cast<int>(m.yoco.loops), m.yoco.cross_rope);
 }
 
-std::vector<std::string> no_extra_checks(const ModelConfig&) { return {}; }
+std::vector<std::string> no_extra_checks(const ModelConfig&, const ParallelConfig&) { return {}; }
 
-std::vector<std::string> yoco_family_checks(const ModelConfig& m) {
+std::vector<std::string> yoco_family_checks(const ModelConfig& m, const ParallelConfig&) {
   if (m.n_layers % 2 != 0 || m.n_layers < 2)
     return {cat("model.n_layers=", m.n_layers, " must be even (and >= 2) for model.arch=", m.arch,
                 ": the top half reuses the middle layer's keys and values")};
   return {};
 }
 
-std::vector<std::string> yocopp_checks(const ModelConfig& m) {
-  auto out = yoco_family_checks(m);
+std::vector<std::string> yocopp_checks(const ModelConfig& m, const ParallelConfig& p) {
+  auto out = yoco_family_checks(m, p);
   if (!(m.yocopp.scaling_factor > 0))
     out.push_back(cat("model.yocopp.scaling_factor=", m.yocopp.scaling_factor, " must be > 0"));
   return out;
 }
 
-std::vector<std::string> yoco_original_checks(const ModelConfig& m) {
+std::vector<std::string> yoco_original_checks(const ModelConfig& m, const ParallelConfig&) {
   if (m.n_layers % 2 != 0 || m.n_layers < 2)
     return {cat("model.n_layers=", m.n_layers, " must be even (and >= 2) for model.arch=", m.arch,
                 ": the bottom half is the self-decoder, the top half the cross-decoder")};
   return {};
 }
 
-std::vector<std::string> skipv1_checks(const ModelConfig& m) {
+std::vector<std::string> skipv1_checks(const ModelConfig& m, const ParallelConfig& p) {
   if (m.n_kv_heads % 2 != 0)
     return {cat("model.n_kv_heads=", m.n_kv_heads, " must be even for model.arch=skipv1: half of the value heads come from layer 1")};
+  if (p.tp > 0 && m.n_kv_heads % p.tp == 0 && (m.n_kv_heads / p.tp) % 2 != 0)  // tp not dividing is the general rule's
+    return {cat("model.n_kv_heads/parallel.tp=", m.n_kv_heads / p.tp,
+                " must be even for model.arch=skipv1 (each rank needs whole own/shared head pairs)")};
   return {};
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "yocotron/config.h"
 #include "yocotron/log.h"
 
 #include "yocotron/str.h"
@@ -64,6 +65,10 @@ void watch_stop_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::remove(path, ec))
     log::warn(path, " was left by an earlier stop; removed it so that it does not stop this run");
+  else if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)))  // a non-empty directory
+    throw ConfigError({cat(path, " was left by an earlier stop and cannot be removed (",
+                           std::filesystem::is_directory(std::filesystem::symlink_status(path, ec)) ? "a non-empty directory" : "permission",
+                           "); remove it, or it would stop every run at once")});
   g_stop_file = path;
   g_stop_file_seen = false;
   g_next_look = {};

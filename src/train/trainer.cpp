@@ -16,6 +16,7 @@
 #include <torch/version.h>
 
 #include "yocotron/agreement.h"
+#include "yocotron/checked_int.h"
 #include "yocotron/checkpoint.h"
 #include "yocotron/dataset.h"
 #include "yocotron/device.h"
@@ -261,6 +262,14 @@ void Trainer::build_model_and_optimizer() {
   step_ = resume_->state.step;
   eval_pending_ = resume_->state.eval_pending;
   consumed_ = resume_->state.consumed_samples;
+  // The token count of every later checkpoint is consumed_samples x data.seq_len: it must not wrap
+  // before train.steps (a crafted state.json can carry valid checksums).
+  const CheckedInt last_tokens = (CheckedInt(static_cast<int64_t>(std::min<uint64_t>(consumed_, INT64_MAX))) +
+                                  CheckedInt(std::max<int64_t>(cfg_.train.steps - step_, 0)) * cfg_.train.global_batch) *
+                                 cfg_.data.seq_len;
+  if (consumed_ > static_cast<uint64_t>(INT64_MAX) || last_tokens.overflowed())
+    throw std::runtime_error(cat(resume_->dir, "/state.json: consumed_samples ", consumed_, " at step ", step_,
+                                 " would overflow the token count before train.steps=", cfg_.train.steps));
   setup_->step->skipped_total.fill_(static_cast<double>(resume_->state.skipped_total));
   last_checkpoint_step_ = step_;
   resume_->tensors = {};  // free the host copies
