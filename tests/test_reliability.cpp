@@ -507,6 +507,17 @@ TEST_CASE("checkpoints: damaged manifests, state and tensor files are refused na
   CHECK_THROWS_WITH(load_checkpoint(dir), ContainsSubstring(model.string() + ": tensor 'a': its 1 TP shard(s) hold 4 rows"));
   crafted([](json& m) { m["step"] = 8; });
   CHECK_THROWS_WITH(load_checkpoint(dir), ContainsSubstring(state.string() + ": step 7 differs from the manifest's 8"));
+  {  // state and manifest agree on another step than the directory's name (--resume auto orders by name)
+    write_edited(state, good_state, [](json& j) {
+      j["step"] = 1000;
+      j["adam_steps"] = 1000;
+      j["consumed_samples"] = 3000;
+      j["tokens"] = 300000;
+    });
+    crafted([](json& m) { m["step"] = 1000; });
+    CHECK_THROWS_WITH(load_checkpoint(dir, false), ContainsSubstring(state.string() + ": step 1000, but the directory is step_00000007"));
+    test::write_file(state, good_state);
+  }
   crafted([](json& m) { m["tensors"] = json::object(); });  // one shard: every tensor is whole anyway
   CHECK(torch::equal(load_checkpoint(dir).tensors.model.at("a"), ref.tensors.model.at("a")));
   crafted([](json& m) { m["tensors"]["c"] = {{"global_shape", {2}}, {"split_dim", -1}}; });

@@ -340,6 +340,12 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, bool verify,
   out.state = read_state(state_path);
   if (manifest.step && *manifest.step != out.state.step)
     throw std::runtime_error(cat(state_path, ": step ", out.state.step, " differs from the manifest's ", *manifest.step));
+  // The directory's name is what --resume auto ordered by: it must be the step inside.
+  const std::string name = fs::path(dir).lexically_normal().filename().empty()
+                               ? fs::path(dir).lexically_normal().parent_path().filename().string()
+                               : fs::path(dir).lexically_normal().filename().string();
+  if (starts_with(name, "step_") && name.size() == 13 && name != checkpoint_name(out.state.step))
+    throw std::runtime_error(cat(state_path, ": step ", out.state.step, ", but the directory is ", name));
   out.state.config_yaml = read_text_file((fs::path(dir) / "config.yaml").string());
   out.tp = manifest.tp;
   std::vector<std::string> model_files, opt_files;
