@@ -183,17 +183,9 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
   if (fs::exists(o.out_dir)) check_replaceable(o.out_dir, files);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-  fs::path out = fs::path(o.out_dir);
-  fs::path partial = fs::path(o.out_dir + ".partial-" + std::to_string(::getpid()));
-  remove_tree(partial.string());
-  fs::create_directories(partial);
-  struct Cleanup {  // a failed run leaves nothing behind
-    fs::path p;
-    bool armed = true;
-    ~Cleanup() {
-      if (armed) try { remove_tree(p.string()); } catch (...) {}
-    }
-  } cleanup{partial};
+  // A failed or stopped run leaves nothing behind; a finished one replaces OUT whole.
+  StagedDirectory staged(o.out_dir, o.out_dir + ".partial-" + std::to_string(::getpid()));
+  const fs::path partial(staged.path());
 
   std::string model_path = (partial / "tokenizer.model").string();
   if (!o.tokenizer_model.empty()) {
@@ -330,7 +322,7 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
       cv.notify_all();
     };
     while (reader.next(r)) {
-      // A stop leaves no dataset: the partial directory goes with the exception (Cleanup above).
+      // A stop leaves no dataset: the partial directory goes with the exception (StagedDirectory above).
       throw_if_stop_requested(cat("tokenizing into ", o.out_dir));
       ++rep.records;
       batch_bytes += r.data.size();
@@ -385,11 +377,7 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& o) {
                   {"bad_records_skipped", rep.bad_records}, {"input_bytes", rep.input_bytes}}}};
   write_text_file_atomic((partial / "manifest.json").string(), manifest.dump(2) + "\n");
 
-  if (fs::exists(out)) remove_tree(out.string());
-  if (::rename(partial.c_str(), out.c_str()) != 0)
-    throw std::runtime_error(cat(o.out_dir, ": cannot move the finished dataset into place: ", std::strerror(errno)));
-  fsync_directory(out.parent_path().string());
-  cleanup.armed = false;
+  staged.commit();
   rep.seconds = seconds_since(t0);
   rep.tokenizer_seconds = o.tokenizer_model.empty() ? tokenizer_seconds : 0;
   rep.encode_seconds = seconds_since(t_encode);

@@ -32,6 +32,26 @@ class AtomicFile {
   uint32_t crc_ = 0;
 };
 
+// A directory built in `staging` (created fresh, beside `target`) and then put in `target`'s place
+// whole: commit() moves an existing target aside, renames staging onto it and removes the old one,
+// so that target is at every moment the old directory or the new one. Destroyed without commit(),
+// it removes staging (a failed or stopped writer leaves nothing). `owner` false: another process
+// made staging and commits it; this one only writes into it.
+class StagedDirectory {
+ public:
+  StagedDirectory(std::string target, std::string staging, bool owner = true);
+  ~StagedDirectory();
+  const std::string& path() const { return staging_; }
+  void commit();
+
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+
+ private:
+  std::string target_, staging_;
+  bool owner_, committed_ = false;
+};
+
 struct FileDigest {
   uint64_t bytes = 0;
   uint32_t crc32c = 0;

@@ -70,20 +70,9 @@ std::string write_checkpoint(const std::string& root, const CheckpointState& st,
   std::string tmp_name = ".tmp-" + name + "-" + std::to_string(::getpid());
   if (mesh) tmp_name = mesh->broadcast_string(tmp_name);
   const fs::path tmp = fs::path(root) / tmp_name;
-  if (rank0) {
-    fs::create_directories(root);
-    remove_tree(tmp.string());
-    fs::create_directories(tmp);
-  }
+  // Rank 0 makes it and puts it in place; a write that fails (a full disk) takes it away again.
+  StagedDirectory staged(final_dir.string(), tmp.string(), rank0);
   if (mesh) mesh->barrier();
-  // A write that fails (a full disk) takes its temporary directory with it on rank 0, which made it.
-  struct DropUnlessMoved {
-    const fs::path& dir;
-    bool active;
-    ~DropUnlessMoved() {
-      if (active) remove_tree(dir.string());
-    }
-  } drop{tmp, rank0};
 
   json files = json::object();
   if (layout.writer) {
@@ -119,24 +108,11 @@ std::string write_checkpoint(const std::string& root, const CheckpointState& st,
                            json({{"format", "yocotron-checkpoint"}, {"version", 2}, {"step", st.step}, {"tp", layout.tp},
                                  {"files", files}, {"tensors", tensors}})
                                    .dump(2) + "\n");
-    fsync_directory(tmp.string());
     test_pause(st.step);
 
-    // A checkpoint of the same step may exist (a resumed run stopping where it started): move it
-    // aside, put the new one in place, then drop the old one.
-    fs::path aside;
-    if (fs::exists(final_dir)) {
-      aside = fs::path(root) / (".old-" + name + "-" + std::to_string(::getpid()));
-      remove_tree(aside.string());
-      if (::rename(final_dir.c_str(), aside.c_str()) != 0)
-        throw std::runtime_error(cat(final_dir.string(), ": cannot move aside: ", std::strerror(errno)));
-    }
-    if (::rename(tmp.c_str(), final_dir.c_str()) != 0)
-      throw std::runtime_error(cat(final_dir.string(), ": cannot rename the new checkpoint into place: ", std::strerror(errno)));
-    drop.active = false;
-    fsync_directory(root);
+    // A checkpoint of the same step may exist (a resumed run stopping where it started): it is replaced.
+    staged.commit();
     write_text_file_atomic((fs::path(root) / "latest").string(), name + "\n");
-    if (!aside.empty()) remove_tree(aside.string());
 
     // Prune: only now that the new checkpoint is complete. Also clear temporaries of dead writers.
     auto existing = list_checkpoints(root);

@@ -98,30 +98,6 @@ void refuse_replacing_the_source(const fs::path& dir, const std::string& source_
                          ", which replacing it would delete; export into another directory"));
 }
 
-// Puts the finished staging directory in DIR's place: the old DIR is moved aside first and removed
-// after, so that at every moment DIR is either the old export or the new one.
-void publish_export(const fs::path& staging, const fs::path& dir) {
-  fsync_directory(staging.string());
-  std::error_code ec;
-  fs::path old;
-  if (fs::exists(fs::symlink_status(dir, ec))) {
-    old = dir.parent_path() / cat(".", dir.filename().string(), ".old-", ::getpid());
-    fs::rename(dir, old);
-  }
-  fs::rename(staging, dir);
-  fsync_directory(dir.parent_path().empty() ? "." : dir.parent_path().string());
-  if (!old.empty()) remove_tree(old.string());
-}
-
-// Removes the staging directory on every way out but a successful publish.
-struct StagingDir {
-  fs::path path;
-  bool published = false;
-  ~StagingDir() {
-    if (!published) remove_tree(path.string());
-  }
-};
-
 }  // namespace
 
 int run_export_hf(const Args& args) {
@@ -175,9 +151,9 @@ int run_export_hf(const Args& args) {
   opts.sample_seed = static_cast<uint64_t>(cfg.train.seed);
   const std::string out = target.string();
   opts.shown_as = out;
-  StagingDir staging{target.parent_path() / cat(".", target.filename().string(), ".tmp-export-", ::getpid())};
-  remove_tree(staging.path.string());
-  export_hf(model, staging.path.string(), opts);
+  StagedDirectory staged(out, (target.parent_path() / cat(".", target.filename().string(), ".tmp-export-", ::getpid())).string());
+  const fs::path staging(staged.path());
+  export_hf(model, staging.string(), opts);
   std::vector<std::string> said{cat("wrote ", out, "/model.safetensors and config.json (", cfg.model.arch, from, ")")};
   // The tokenizer is read before DIR is replaced, so hf:DIR exported into DIR keeps its own.
   TokenizerSearch tok = find_tokenizer(model_dir, cfg);
@@ -185,10 +161,10 @@ int run_export_hf(const Args& args) {
     said.push_back(cat("no tokenizer found (looked for ", join(tok.searched, " and "), "); ", out,
                        " has none: give `generate` --tokenizer FILE.model"));
   } else {
-    write_text_file_atomic((staging.path / "tokenizer.model").string(), read_text_file(tok.path));
+    write_text_file_atomic((staging / "tokenizer.model").string(), read_text_file(tok.path));
     said.push_back(cat("copied ", tok.path, " to ", out, "/tokenizer.model"));
     const fs::path theirs = fs::path(tok.path).parent_path() / "tokenizer_config.json";
-    const std::string config_out = (staging.path / "tokenizer_config.json").string();
+    const std::string config_out = (staging / "tokenizer_config.json").string();
     if (fs::is_regular_file(theirs)) {  // an HF directory's own settings win
       write_text_file_atomic(config_out, read_text_file(theirs.string()));
     } else {
@@ -199,8 +175,7 @@ int run_export_hf(const Args& args) {
     }
   }
   throw_if_stop_requested(cat("exporting to ", out));
-  publish_export(staging.path, target);
-  staging.published = true;
+  staged.commit();  // the old DIR is moved aside and removed only once the new one is in place
   for (const auto& line : said) std::cout << line << "\n";
   return 0;
 }

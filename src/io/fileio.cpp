@@ -159,6 +159,38 @@ void remove_tree(const std::string& path) {
     throw std::runtime_error(cat(path, ": cannot remove: ", errno_text()));
 }
 
+StagedDirectory::StagedDirectory(std::string target, std::string staging, bool owner)
+    : target_(std::move(target)), staging_(std::move(staging)), owner_(owner) {
+  if (!owner_) return;
+  remove_tree(staging_);
+  std::filesystem::create_directories(staging_);
+}
+
+StagedDirectory::~StagedDirectory() {
+  if (owner_ && !committed_) try {
+      remove_tree(staging_);
+    } catch (...) {
+    }
+}
+
+void StagedDirectory::commit() {
+  if (!owner_) return;
+  fsync_directory(staging_);
+  const std::string aside = staging_ + ".old";
+  const bool replacing = ::access(target_.c_str(), F_OK) == 0;
+  if (replacing) {
+    remove_tree(aside);
+    if (::rename(target_.c_str(), aside.c_str()) != 0)
+      throw std::runtime_error(cat(target_, ": cannot move it aside to replace it: ", std::strerror(errno)));
+  }
+  if (::rename(staging_.c_str(), target_.c_str()) != 0)
+    throw std::runtime_error(cat(target_, ": cannot rename the new one into place: ", std::strerror(errno)));
+  committed_ = true;
+  const std::string parent = std::filesystem::path(target_).parent_path().string();
+  fsync_directory(parent);
+  if (replacing) remove_tree(aside);
+}
+
 void fsync_directory(const std::string& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0) return;  // best effort: some filesystems refuse directory handles
