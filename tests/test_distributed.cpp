@@ -124,6 +124,37 @@ TEST_CASE("a checkpoint from DP=2 x TP=2 (ZeRO-1) resumes at 1 x 1 and at DP=4 o
   }
 }
 
+TEST_CASE("sequence parallelism: TP=2 and DP=2 x TP=2 give the one-process curve; a run resumes with it switched on or off", "[dist]") {
+  Setup s;
+  REQUIRE(s.train(0, "one").exit_code == 0);
+  auto one = s.losses("one");
+  const std::string sp = " --set parallel.tp=2 --set parallel.sequence_parallel=true";
+  auto tp2 = s.train(2, "sp-tp2", sp);
+  INFO(tp2.err);
+  REQUIRE(tp2.exit_code == 0);
+  CHECK_THAT(tp2.err, ContainsSubstring("dp=1 x tp=2, sequence parallel"));
+  same_curve(s.losses("sp-tp2"), one);
+  auto mesh = s.train(4, "sp-dp2tp2", sp + " --set parallel.zero1=true");
+  INFO(mesh.err);
+  REQUIRE(mesh.exit_code == 0);
+  CHECK_THAT(mesh.err, ContainsSubstring("dp=2 x tp=2, sequence parallel, ZeRO-1"));
+  same_curve(s.losses("sp-dp2tp2"), one);
+  for (bool sp_first : {true, false}) {
+    const std::string run = sp_first ? "sp-then-plain" : "plain-then-sp";
+    auto first = s.train(2, run, (sp_first ? sp : std::string(" --set parallel.tp=2")) + " --set train.exit_after_steps=6");
+    INFO(first.err);
+    REQUIRE(first.exit_code == 0);
+    auto second = s.train(2, run, sp_first ? std::string(" --set parallel.tp=2") : sp);
+    INFO(second.err);
+    REQUIRE(second.exit_code == 0);
+    CHECK_THAT(second.err, ContainsSubstring("resumed from"));
+    same_curve(s.losses(run), one);
+  }
+  auto odd = s.train(2, "sp-odd", sp + " --set data.seq_len=15");
+  CHECK(odd.exit_code == 2);
+  CHECK_THAT(odd.err, ContainsSubstring("data.seq_len=15 is not a multiple of it"));
+}
+
 TEST_CASE("a rank that dies or stalls ends every rank with a message naming it", "[dist]") {
   Setup s;
   auto died = s.train(2, "died", "--set train.steps=50", "YOCOTRON_TEST_DIE=1:3");

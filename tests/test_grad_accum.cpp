@@ -157,8 +157,8 @@ TEST_CASE("fp32 training ignores train.grad_accum_dtype: bitwise the same step",
 
 TEST_CASE("bf16 gradient accumulation under data parallelism: DP, ZeRO-1, overlap (MPI, bf16 on the CPU)", "[mpi]") {
   auto mesh = make_mesh(1, /*gpu=*/false, -1);
-  REQUIRE(mesh->dp >= 2);
-  const int dp = mesh->dp, accum = 2;
+  REQUIRE(mesh->size(MeshDim::dp) >= 2);
+  const int dp = mesh->size(MeshDim::dp), accum = 2;
   Config cfg;
   cfg.model = test::small_model("yocopp");
   cfg.train = train_config("bf16");
@@ -188,7 +188,7 @@ TEST_CASE("bf16 gradient accumulation under data parallelism: DP, ZeRO-1, overla
       CHECK(opt.layout().zero1 == zero1);
       TrainStep s(d, opt, cfg.train, at::kCPU, mesh.get(), overlap);
       for (int step = 0; step < 2; ++step) {
-        size_t i = static_cast<size_t>(mesh->dp_rank * accum);
+        size_t i = static_cast<size_t>(mesh->coord(MeshDim::dp) * accum);
         s.run([&] { return mb[i++]; }, accum, cfg.train.lr);
         CHECK(s.last_grad_norm.item<double>() == Approx(ref_norms[step]).epsilon(1e-2));
       }
@@ -199,8 +199,8 @@ TEST_CASE("bf16 gradient accumulation under data parallelism: DP, ZeRO-1, overla
       // Every rank holds the same weights.
       for (const auto& [name, t] : got) {
         at::Tensor hi = t.contiguous().clone(), lo = -t.contiguous();
-        mesh->dp_group->all_reduce(hi, ReduceOp::Max);
-        mesh->dp_group->all_reduce(lo, ReduceOp::Max);
+        mesh->group(MeshDim::dp)->all_reduce(hi, ReduceOp::Max);
+        mesh->group(MeshDim::dp)->all_reduce(lo, ReduceOp::Max);
         CHECK(torch::equal(hi, t));
         CHECK(torch::equal(-lo, t));
       }

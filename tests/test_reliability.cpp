@@ -871,7 +871,7 @@ TEST_CASE("a second hostile pass: lock symlinks, --overwrite of a non-dataset, F
   REQUIRE(shown.exit_code == 0);
   CHECK_THAT(shown.out, ContainsSubstring("arch: yocopp"));
 
-  // bench on the CPU with lengths whose attention cannot fit: one line, exit 2, before anything runs.
+  // bench with lengths whose attention cannot fit (CPU, or fp32 on a GPU): one line, exit 2, before anything runs.
   expect_refused("bench --config " + recipe.string() + " --part prefill --lengths 10000000 --batch 1", "bench: 10000001 positions",
                  "use shorter --lengths");
 

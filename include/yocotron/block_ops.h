@@ -12,23 +12,27 @@
 
 #include <vector>
 
-namespace yt {
+#include "yocotron/parallel_layers.h"
 
-class Communicator;
+namespace yt {
 
 struct BlockOpOptions {
   bool fused = false;      // CUDA kernels for the pointwise parts
   bool recompute = false;  // drop the pointwise result and recompute it in backward
-  // Tensor parallelism: the projections are column-parallel, so the gradient reaching the normed
-  // activations is summed over this group before the norm's backward. Null: one rank.
-  Communicator* tp = nullptr;
+  // Whether this call's stream is split along T over the TP group (sequence parallelism).
+  StreamLayout layout = StreamLayout::Replicated;
 };
 
-// residual, delta: [B, T, d] (delta undefined: the sum is residual); weights: [out_j, d] each.
-// Returns {sum, y_1, ..., y_m} with y_j = RMSNorm(sum) W_j^T : [B, T, out_j]; when delta is
-// undefined, sum is not returned ({y_1, ..., y_m}).
+// residual, delta: [B, T, d] (delta undefined: the sum is residual); weights: [out_j, d] each, the
+// column-parallel projections entered through `in` (under TP the normed activations are gathered
+// along T with sequence parallelism, and their gradient is summed over the group before the norm's
+// backward). Returns {sum, y_1, ..., y_m} with y_j = RMSNorm(sum) W_j^T : [B, T, out_j] (T: the
+// whole sequence); when delta is undefined, sum is not returned ({y_1, ..., y_m}). Under sequence
+// parallelism only this rank's tokens' normed activations are kept, and they are gathered again in
+// backward.
 std::vector<at::Tensor> norm_project(const at::Tensor& residual, const at::Tensor& delta, const at::Tensor& norm_weight,
-                                     double eps, const std::vector<at::Tensor>& weights, const BlockOpOptions& opt);
+                                     double eps, const std::vector<at::Tensor>& weights, const ColumnInput& in,
+                                     const BlockOpOptions& opt);
 
 // gate, up: [B, T, f]; down_weight: [d, f]. Returns (silu(gate) * up) down_weight^T : [B, T, d].
 at::Tensor swiglu_down(const at::Tensor& gate, const at::Tensor& up, const at::Tensor& down_weight, const BlockOpOptions& opt);

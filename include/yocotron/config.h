@@ -100,6 +100,7 @@ struct TrainConfig {
 
 struct ParallelConfig {
   int64_t tp = 1;
+  bool sequence_parallel = false;  // split activations outside the TP regions along the sequence
   double bucket_mb = 25.0;
   bool overlap = true;
   bool zero1 = false;

@@ -1,8 +1,9 @@
 // The one decoder every architecture runs through: a pre-norm Llama stack (RMSNorm, RoPE, GQA
 // attention, SwiGLU, untied head) whose layers take their keys and values where the KV plan says.
 // Parameter names follow Hugging Face Llama (layers.3.self_attn.k_proj.weight, ...), so export and
-// import are renames. Under tensor parallelism each rank holds its heads and vocabulary slice; every
-// parameter's ShardSpec says how its local tensor relates to the global one.
+// import are renames. The layers are the parallel layers of parallel_layers.h: under tensor
+// parallelism each rank holds its heads and vocabulary slice, each layer declares how its weights are
+// split, and with sequence parallelism the stream between them is split along the sequence.
 #pragma once
 #include <torch/torch.h>
 
@@ -14,6 +15,7 @@
 #include "yocotron/config.h"
 #include "yocotron/kv_plan.h"
 #include "yocotron/ops.h"
+#include "yocotron/parallel_layers.h"
 
 namespace yt {
 
@@ -39,49 +41,28 @@ struct CachedStep {
   std::vector<at::Tensor> full_k, full_v;  // per layer: K/V over every slot [B, H_kv, slots, D]
 };
 
-struct TpContext {
-  int rank = 0;
-  int size = 1;
-  Communicator* comm = nullptr;  // null when size == 1
-};
-
-struct ShardSpec {
-  int split_dim = -1;                 // -1: every TP rank holds the whole tensor
-  std::vector<int64_t> global_shape;  // unpadded
-  int64_t padded_size = 0;            // split-dim size after padding to a multiple of tp (vocabulary)
-  bool tp_partial_grad = false;       // replicated, but each rank's gradient covers only its heads
-  bool decay = true;                  // in AdamW's weight-decay group
-  bool keep_fp32 = false;             // stays fp32 when the compute weights are bf16
-};
-
-class RmsNormImpl : public torch::nn::Module {
- public:
-  RmsNormImpl(int64_t dim, double eps);
-  at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight;
-
- private:
-  double eps_;
-};
-TORCH_MODULE(RmsNorm);
-
-class AttentionImpl : public torch::nn::Module {
+class AttentionImpl : public torch::nn::Module, public DeclaresShards {
  public:
   AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp);
-  // The projections applied to the normalised input, in order: W_Q, then W_K and W_V where the
-  // layer has them, then (gated retention) the output gate W_G and the decay gate W_γ.
+  // The column-parallel projections applied to the normalised input, in order: W_Q, then W_K and
+  // W_V where the layer has them, then (gated retention) the output gate W_G and the decay gate W_γ.
   std::vector<at::Tensor> input_weights() const;
-  // projected: the input_weights() outputs, each [B, T, heads*D]. Appends this layer's final K and
-  // V ([B, H_kv_local, T, D]) to `finals_k` / `finals_v`; returns the attention output after
-  // W_O, summed over the TP group: [B, T, d].
+  ColumnInput input(StreamLayout layout) const { return q_proj->input(layout); }
+  // projected: the input_weights() outputs, each [B, T, heads_local*D] over the whole sequence.
+  // Appends this layer's final K and V ([B, H_kv_local, T, D]) to `finals_k` / `finals_v`; returns
+  // the attention output after W_O, summed over the TP group: [B, T or T/tp, d] (opt.layout).
   at::Tensor attend(const std::vector<at::Tensor>& projected, const at::Tensor& cos, const at::Tensor& sin,
-                    std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v, bool fused);
+                    std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v, const BlockOpOptions& opt);
   // The same at inference (decode.cpp): the new tokens' K/V go into `step`'s cache where the plan
   // stores them, and queries attend over every cached slot.
   at::Tensor attend_cached(const std::vector<at::Tensor>& projected, CachedStep& step, bool fused);
+  // Fixed (non-learnable) mixing weights follow from the recipe; a learnable one's initial value is
+  // declared with its shard.
+  void init_fixed_mix(uint64_t seed);
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  torch::nn::Linear g_proj{nullptr}, gt_proj{nullptr};  // gated retention only
+  ColumnParallelLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};
+  RowParallelLinear o_proj{nullptr};
+  ColumnParallelLinear g_proj{nullptr}, gt_proj{nullptr};  // gated retention only
   at::Tensor k_mix, v_mix;  // defined only for mixing/fusing layers
 
  private:
@@ -89,7 +70,7 @@ class AttentionImpl : public torch::nn::Module {
   // gt [B, T, h]: decay, retention (chunkwise; recurrent when `state` is given and T == 1), the
   // per-head RMSNorm, silu(g) ⊙ o and W_O. `state` [B, h, D, D]: carried in and out when decoding.
   at::Tensor retention_output(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
-                              const at::Tensor& gt, at::Tensor* state);
+                              const at::Tensor& gt, at::Tensor* state, StreamLayout layout);
   at::Tensor attend_cached_window(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, CachedStep& step);
 
   LayerKvPlan plan_;
@@ -97,19 +78,17 @@ class AttentionImpl : public torch::nn::Module {
   int64_t retention_chunk_ = 256;
   double norm_eps_ = 1e-5;
   AttentionKernel kernel_;
-  TpContext tp_;
 };
 TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
   MlpImpl(const ModelConfig& cfg, const TpContext& tp);
-  // gate, up: the gate/up projections' outputs [B, T, f_local] -> [B, T, d], summed over the TP group.
+  // gate, up: the gate/up projections' outputs [B, T, f_local] -> [B, T or T/tp, d], summed over the
+  // TP group.
   at::Tensor forward(const at::Tensor& gate, const at::Tensor& up, const BlockOpOptions& opt);
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
-
- private:
-  TpContext tp_;
+  ColumnParallelLinear gate_proj{nullptr}, up_proj{nullptr};
+  RowParallelLinear down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
@@ -119,7 +98,7 @@ class GlobalKvImpl : public torch::nn::Module {
  public:
   GlobalKvImpl(const ModelConfig& cfg, int kv_heads, const TpContext& tp);
   RmsNorm norm{nullptr};
-  torch::nn::Linear k_proj{nullptr}, v_proj{nullptr};
+  ColumnParallelLinear k_proj{nullptr}, v_proj{nullptr};
 };
 TORCH_MODULE(GlobalKv);
 
@@ -205,19 +184,21 @@ class DecoderImpl : public torch::nn::Module {
   const ModelConfig& config() const { return cfg_; }
   const KvPlan& plan() const { return plan_; }
   const TpContext& tp() const { return tp_; }
+  // Every parameter's spec, as its layer declared it (parallel_layers.h).
   const std::map<std::string, ShardSpec>& shard_specs() const { return specs_; }
   int64_t local_vocab() const { return local_vocab_; }
 
-  torch::nn::Embedding embed_tokens{nullptr};
+  VocabParallelEmbedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   GlobalKv global_kv{nullptr};  // original YOCO family only
   RmsNorm norm{nullptr};
-  torch::nn::Linear lm_head{nullptr};
+  ColumnParallelLinear lm_head{nullptr};  // vocabulary-parallel, padded to a multiple of the TP size
 
  private:
-  void describe_shards();
-  // Token embeddings [B, T, d], scaled by sqrt(d) where model.yoco.embed_scale says so.
-  at::Tensor embed(const at::Tensor& tokens);
+  // Sequence-sharded when parallel.sequence_parallel is on and T tokens split over the TP group.
+  StreamLayout layout_for(int64_t T) const;
+  // Token embeddings [B, T or T/tp, d], scaled by sqrt(d) where model.yoco.embed_scale says so.
+  at::Tensor embed(const at::Tensor& tokens, StreamLayout layout);
   // Original YOCO: the stream after the (looped) self-decoder -> K^, V^ [B, H_kv_local, T, D] and
   // the stream entering the cross-decoder. rope: (x [B, T, h, D]) -> rotated.
   struct GlobalKvOut {
@@ -225,8 +206,9 @@ class DecoderImpl : public torch::nn::Module {
   };
   GlobalKvOut project_global_kv(const at::Tensor& x, const at::Tensor& delta, const BlockOpOptions& opt,
                                 const std::function<at::Tensor(const at::Tensor&)>& rope);
-  // The final RMSNorm's output [B, T, d] (replicated over the TP group).
-  at::Tensor final_hidden(const at::Tensor& tokens);
+  // The final RMSNorm's output [B, T, d] (replicated over the TP group), or this rank's
+  // [B, T/tp, d] when `layout` is sequence-sharded.
+  at::Tensor final_hidden(const at::Tensor& tokens, StreamLayout layout);
   // Block i with train.recompute=full: only its inputs are kept for backward.
   std::pair<at::Tensor, at::Tensor> recomputed_block(size_t i, const at::Tensor& residual, const at::Tensor& delta,
                                                      std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v,
@@ -243,8 +225,5 @@ class DecoderImpl : public torch::nn::Module {
   at::Tensor rope_cos_, rope_sin_;
 };
 TORCH_MODULE(Decoder);
-
-// This rank's part of a global tensor: padded along the split dimension, then chunked.
-at::Tensor local_shard(const at::Tensor& global, const ShardSpec& spec, int rank, int size);
 
 }  // namespace yt

@@ -30,7 +30,7 @@ class TrainingSetup {
   bool gpu() const { return cuda_index >= 0; }
   bool bf16() const { return compute == at::kBFloat16; }
   // Micro-batches per optimizer step on each data-parallel rank.
-  int64_t accum_steps(const Config& cfg) const { return cfg.train.global_batch / (cfg.train.micro_batch * mesh->dp); }
+  int64_t accum_steps(const Config& cfg) const { return cfg.train.global_batch / (cfg.train.micro_batch * mesh->size(MeshDim::dp)); }
 
   int cuda_index = -1;  // -1: the CPU
   at::Device device{at::kCPU};

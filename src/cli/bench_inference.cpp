@@ -21,20 +21,24 @@ namespace yt::cli {
 namespace {
 
 // Before building anything: one sequence of `positions` tokens must fit the GPU's free memory or the
-// host's available memory — its KV cache, and on the CPU (whose attention may hold the scores) one
+// host's available memory — its KV cache, and where attention may hold the scores (the CPU, fp32) one
 // layer's H x T x T fp32 scores. A line naming the option, exit 2, instead of an allocation of
 // terabytes failing later (GPU) or a process that grows until the machine swaps (CPU).
 void refuse_if_batch_one_cannot_fit(const Config& cfg, int64_t positions, int cuda) {
   const bool gpu = cuda >= 0;
   const ModelConfig& m = cfg.model;
-  const int64_t elem = gpu && cfg.train.precision == "bf16" ? 2 : 4;
+  const bool half = gpu && cfg.train.precision == "bf16";
+  const int64_t elem = half ? 2 : 4;
   CheckedInt need = CheckedInt(make_kv_plan(m).kv_cache_bytes_per_token(m.head_dim(), elem)) * positions;
-  if (!gpu) need += CheckedInt(m.n_heads) * positions * positions * 4;
+  // Only the fused half-precision kernels (cuDNN, flash) never hold the T x T scores; the CPU, the
+  // math kernel and fp32 on a GPU (where SDPA may fall back to math) can.
+  const bool scores = !half || m.attention == "math" || m.attention == "sdpa";
+  if (scores) need += CheckedInt(m.n_heads) * positions * positions * 4;
   const int64_t available = gpu ? cuda_free_bytes(cuda) : host_available_bytes();
   if (need.overflowed() || (available > 0 && need.value() > available))
     throw ConfigError({cat("bench: ", positions, " positions (--lengths, plus --prompt-tokens for decode) need ",
                            need.overflowed() ? std::string("more than 2^63 bytes") : format_bytes(static_cast<double>(need.value())),
-                           " for one sequence on the ", gpu ? "GPU" : "CPU", " (KV cache", gpu ? "" : " and attention scores",
+                           " for one sequence on the ", gpu ? "GPU" : "CPU", " (KV cache", scores ? " and attention scores" : "",
                            "), more than the ", format_bytes(static_cast<double>(available)), " available; use shorter --lengths")});
 }
 
@@ -58,7 +62,7 @@ struct InferenceSetup {
     cfg.model.init_from.clear();
     refuse_if_batch_one_cannot_fit(cfg, positions, cuda);
     mesh = make_mesh(cfg.parallel.tp, gpu, cuda);
-    model = build_decoder(cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
+    model = build_decoder(cfg, mesh->tp_context(/*sequence_parallel=*/false));
     model->to_inference(device, dtype);
     model->eval();
   }
@@ -107,7 +111,7 @@ struct InferenceSetup {
   }
   // Largest batch in [1, ceiling] for which fits(probe(batch)): doubling, then bisecting.
   int64_t largest_batch(const std::function<void(int64_t)>& probe, int64_t ceiling) const {
-    if (mesh->tp > 1) throw UsageError("the batch search runs on one GPU per model (parallel.tp=1); give --batch N under TP");
+    if (mesh->size(MeshDim::tp) > 1) throw UsageError("the batch search runs on one GPU per model (parallel.tp=1); give --batch N under TP");
     int64_t ok = 0, bad = ceiling + 1;
     for (int64_t b = 1; b <= ceiling; b *= 2) {
       if (!fits([&] { probe(b); })) {
@@ -129,7 +133,7 @@ struct InferenceSetup {
             {"arch", cfg.model.arch},
             {"device", device_name(cuda)},
             {"precision", dtype == at::kBFloat16 ? "bf16" : "fp32"},
-            {"tp", mesh->tp},
+            {"tp", mesh->size(MeshDim::tp)},
             {"attention", cfg.model.attention},
             {"fused_kernels", model->fused_kernels()},
             {"params", count_parameters(cfg.model, model->plan()).total},

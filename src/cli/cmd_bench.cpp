@@ -114,7 +114,7 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
   set_phase(Phase::Build);
   TrainingSetup setup(cfg);  // the trainer's own: the same device, precision, mesh, checks and model
   where.device = setup.device.str();
-  where.dp = setup.mesh->dp;
+  where.dp = setup.mesh->size(MeshDim::dp);
   setup.build(cfg);
   const int cuda = setup.cuda_index;
   const bool gpu = setup.gpu();
@@ -125,7 +125,7 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
   FlatAdamW& opt = *setup.optimizer;
   TrainStep& step = *setup.step;
   const int64_t accum = setup.accum_steps(cfg);
-  auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.train.seed + mesh->dp_rank));
+  auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.train.seed + mesh->coord(MeshDim::dp)));
   at::Tensor batch = at::randint(0, cfg.model.vocab_size, {cfg.train.micro_batch, cfg.data.seq_len + 1}, gen, at::kLong);
   if (gpu) batch = batch.pin_memory();
   auto next = [&] { return batch; };
@@ -148,8 +148,8 @@ nlohmann::json bench_train(const Config& cfg, int64_t steps, int64_t warmup, con
                       {"arch", cfg.model.arch},
                       {"device", device_name(cuda)},
                       {"processes", mesh->world_size},
-                      {"dp", mesh->dp},
-                      {"tp", mesh->tp},
+                      {"dp", mesh->size(MeshDim::dp)},
+                      {"tp", mesh->size(MeshDim::tp)},
                       {"zero1", opt.layout().zero1},
                       {"overlap", cfg.parallel.overlap},
                       {"precision", compute == at::kBFloat16 ? "bf16" : "fp32"},

@@ -80,6 +80,7 @@ void visit_fields(C& c, V&& v) {
 
   auto& p = c.parallel;
   v("parallel.tp", p.tp, Choices{});
+  v("parallel.sequence_parallel", p.sequence_parallel, Choices{});
   v("parallel.bucket_mb", p.bucket_mb, Choices{});
   v("parallel.overlap", p.overlap, Choices{});
   v("parallel.zero1", p.zero1, Choices{});

@@ -99,6 +99,9 @@ void check_parallel(const Config& c, std::vector<std::string>& out) {
     if (c.model.n_kv_heads % p.tp != 0)
       out.push_back(cat("parallel.tp=", p.tp, " does not divide model.n_kv_heads=", c.model.n_kv_heads));
   }
+  if (p.sequence_parallel && p.tp > 0 && c.data.seq_len > 0 && c.data.seq_len % p.tp != 0)
+    out.push_back(cat("parallel.sequence_parallel splits the sequence over parallel.tp=", p.tp, " ranks, but data.seq_len=",
+                      c.data.seq_len, " is not a multiple of it"));
   // The architecture's own rules see how the model is split (skipv1 needs whole head pairs per rank).
   if (const Architecture* a = find_architecture(c.model.arch))
     for (auto& problem : a->check(c.model, p)) out.push_back(problem);

@@ -66,21 +66,37 @@ std::pair<at::Tensor, at::Tensor> swiglu_backward(const at::Tensor& grad, const 
 
 at::Tensor rows(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); }
 
-Communicator* comm_of(AutogradContext* ctx) { return reinterpret_cast<Communicator*>(ctx->saved_data["tp"].toInt()); }
+// The column input travels through saved_data as its fields.
+void save_input(AutogradContext* ctx, const ColumnInput& in) {
+  ctx->saved_data["tp_comm"] = reinterpret_cast<int64_t>(in.tp.comm);
+  ctx->saved_data["tp_rank"] = static_cast<int64_t>(in.tp.rank);
+  ctx->saved_data["tp_size"] = static_cast<int64_t>(in.tp.size);
+  ctx->saved_data["sharded"] = in.layout == StreamLayout::SequenceSharded;
+}
+
+ColumnInput saved_input(AutogradContext* ctx) {
+  ColumnInput in;
+  in.tp.comm = reinterpret_cast<Communicator*>(ctx->saved_data["tp_comm"].toInt());
+  in.tp.rank = static_cast<int>(ctx->saved_data["tp_rank"].toInt());
+  in.tp.size = static_cast<int>(ctx->saved_data["tp_size"].toInt());
+  in.layout = ctx->saved_data["sharded"].toBool() ? StreamLayout::SequenceSharded : StreamLayout::Replicated;
+  return in;
+}
 
 // ---- norm + projections -------------------------------------------------------------------------
 
 struct NormProject : torch::autograd::Function<NormProject> {
-  // Saved: [sum, rstd, norm_weight, W_1..W_m] and, unless recomputing, normed last.
+  // Saved: [sum, rstd, norm_weight, W_1..W_m] and, unless recomputing, normed (this rank's tokens) last.
   static variable_list forward(AutogradContext* ctx, const at::Tensor& residual, const c10::optional<at::Tensor>& delta,
                                const at::Tensor& norm_weight, at::TensorList weights, double eps, bool fused,
-                               bool recompute, int64_t tp) {
+                               bool recompute, const ColumnInput& in) {
     PhaseScope range("yocotron::norm_project");
     const bool has_delta = delta.has_value() && delta->defined();
     NormOut n = norm_forward(residual, has_delta ? *delta : at::Tensor(), norm_weight, eps, fused);
     variable_list out;
     if (has_delta) out.push_back(n.sum);
-    for (const auto& w : weights) out.push_back(at::matmul(n.normed, w.t()));
+    const at::Tensor total = in.gather(n.normed);  // [B, T, d]: every token the projections see
+    for (const auto& w : weights) out.push_back(at::matmul(total, w.t()));
     variable_list saved{n.sum, n.rstd, norm_weight};
     for (const auto& w : weights) saved.push_back(w);
     if (!recompute) saved.push_back(n.normed);
@@ -88,7 +104,7 @@ struct NormProject : torch::autograd::Function<NormProject> {
     ctx->saved_data["has_delta"] = has_delta;
     ctx->saved_data["fused"] = fused;
     ctx->saved_data["recompute"] = recompute;
-    ctx->saved_data["tp"] = tp;
+    save_input(ctx, in);
     ctx->saved_data["m"] = static_cast<int64_t>(weights.size());
     ctx->saved_data["eps"] = eps;
     return out;
@@ -103,7 +119,9 @@ struct NormProject : torch::autograd::Function<NormProject> {
     at::Tensor normed = ctx->saved_data["recompute"].toBool() ? recompute_normed(sum, rstd, norm_weight, ctx->saved_data["eps"].toDouble(), fused) : saved[3 + m];
     at::Tensor grad_sum_extra = has_delta ? grads[0] : at::Tensor();
     const size_t first_y = has_delta ? 1 : 0;
-    at::Tensor n2 = rows(normed), grad_normed;
+    const ColumnInput in = saved_input(ctx);
+    const at::Tensor total = in.gather(normed);
+    at::Tensor n2 = rows(total), grad_normed;
     variable_list weight_grads;
     for (int64_t j = 0; j < m; ++j) {
       const at::Tensor& w = saved[3 + j];
@@ -118,7 +136,8 @@ struct NormProject : torch::autograd::Function<NormProject> {
       else grad_normed = g2.mm(w);
     }
     if (!grad_normed.defined()) grad_normed = at::zeros_like(n2);
-    if (Communicator* tp = comm_of(ctx)) tp->all_reduce(grad_normed);  // column-parallel inputs: sum over the heads
+    // Column-parallel inputs: summed over the heads (and scattered back to this rank's tokens).
+    grad_normed = in.reduce_grad(grad_normed.view(total.sizes()));
     auto [grad_sum, grad_norm_weight] =
         norm_backward(grad_normed.view(sum.sizes()), sum, rstd, norm_weight,
                       grad_sum_extra.defined() ? grad_sum_extra.contiguous() : grad_sum_extra, fused);
@@ -126,7 +145,7 @@ struct NormProject : torch::autograd::Function<NormProject> {
     out.push_back(has_delta ? grad_sum : at::Tensor());
     out.push_back(grad_norm_weight);
     for (auto& g : weight_grads) out.push_back(g);
-    out.resize(out.size() + 4);  // eps, fused, recompute, tp
+    out.resize(out.size() + 4);  // eps, fused, recompute, in
     return out;
   }
 };
@@ -162,12 +181,12 @@ struct SwigluDown : torch::autograd::Function<SwigluDown> {
 }  // namespace
 
 std::vector<at::Tensor> norm_project(const at::Tensor& residual, const at::Tensor& delta, const at::Tensor& norm_weight,
-                                     double eps, const std::vector<at::Tensor>& weights, const BlockOpOptions& opt) {
+                                     double eps, const std::vector<at::Tensor>& weights, const ColumnInput& in,
+                                     const BlockOpOptions& opt) {
   c10::optional<at::Tensor> d;
   if (delta.defined()) d = delta;
   const bool fused = opt.fused && residual.is_cuda();
-  return NormProject::apply(residual, d, norm_weight, at::TensorList(weights), eps, fused, opt.recompute,
-                            reinterpret_cast<int64_t>(opt.tp));
+  return NormProject::apply(residual, d, norm_weight, at::TensorList(weights), eps, fused, opt.recompute, in);
 }
 
 at::Tensor swiglu_down(const at::Tensor& gate, const at::Tensor& up, const at::Tensor& down_weight, const BlockOpOptions& opt) {

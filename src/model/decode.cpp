@@ -8,7 +8,6 @@
 #include "yocotron/kv_cache.h"
 #include "yocotron/kv_mix.h"
 #include "yocotron/str.h"
-#include "yocotron/tp_ops.h"
 
 namespace yt {
 namespace {
@@ -62,7 +61,7 @@ at::Tensor AttentionImpl::attend_cached_window(const at::Tensor& q, const at::Te
   rk.index_copy_(2, idx, k.narrow(2, T - keep, keep));
   rv.index_copy_(2, idx, v.narrow(2, T - keep, keep));
   out = out.transpose(1, 2).reshape({B, T, local_heads_ * head_dim_});
-  return tp::reduce_from_region(o_proj(out), tp_);
+  return o_proj->forward(out, StreamLayout::Replicated);
 }
 
 at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected, CachedStep& step, bool fused) {
@@ -84,7 +83,8 @@ at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected
       auto real = slot.view({1, 1, T, 1}) >= cache.pad_tensor().view({B, 1, 1, 1});
       k = k * real.to(k.scalar_type());
     }
-    return retention_output(q, k, own_v, projected[next], projected[next + 1], &cache.retention_state(step.loop, layer));
+    return retention_output(q, k, own_v, projected[next], projected[next + 1], &cache.retention_state(step.loop, layer),
+                            StreamLayout::Replicated);
   }
   if (plan_.window > 0) return attend_cached_window(q, own_k, own_v, step);
 
@@ -128,7 +128,7 @@ at::Tensor AttentionImpl::attend_cached(const std::vector<at::Tensor>& projected
     out = masked_attention(q, k, v, mask, kernel_);
   }
   out = out.transpose(1, 2).reshape({B, T, local_heads_ * D});
-  return tp::reduce_from_region(o_proj(out), tp_);
+  return o_proj->forward(out, StreamLayout::Replicated);
 }
 
 void DecoderImpl::to_inference(const at::Device& device, at::ScalarType dtype) {
@@ -212,9 +212,8 @@ at::Tensor DecoderImpl::run_cached_layers(const at::Tensor& tokens, CachedStep& 
   const int64_t T = tokens.size(1), past = cache.length();
   BlockOpOptions opt;
   opt.fused = fused_;
-  opt.tp = tp_.size > 1 ? tp_.comm : nullptr;
   const int64_t exit_at = early_exit && !all_logits ? early_exit_layer() : static_cast<int64_t>(layers->size());
-  at::Tensor x = embed(tokens), delta;  // [B, T, d]
+  at::Tensor x = embed(tokens, StreamLayout::Replicated), delta;  // [B, T, d]: inference is never sequence-sharded
   std::vector<at::Tensor> unused_k, unused_v;
   int64_t first = 0;
   if (plan_.has_global_kv()) {
@@ -250,8 +249,7 @@ at::Tensor DecoderImpl::run_cached_layers(const at::Tensor& tokens, CachedStep& 
   if (!step.slot.defined()) cache.advance(T);
   at::Tensor hidden = add_rms_norm(x, delta, norm->weight, cfg_.norm_eps, fused_).second;  // [B, T or 1, d]
   if (!all_logits) hidden = hidden.select(1, hidden.size(1) - 1);                         // [B, d]
-  at::Tensor logits = lm_head(hidden);
-  if (tp_.size > 1) logits = tp::gather_shards(logits, logits.dim() - 1, tp_);
+  at::Tensor logits = lm_head->gather_outputs(lm_head->forward(hidden, StreamLayout::Replicated));
   return logits.narrow(-1, 0, cfg_.vocab_size);
 }
 

@@ -10,14 +10,9 @@
 #include "yocotron/recompute.h"
 #include "yocotron/retention.h"
 #include "yocotron/str.h"
-#include "yocotron/tp_ops.h"
 
 namespace yt {
 namespace {
-
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
 
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
@@ -28,19 +23,7 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool is_mix_weight(const std::string& name) { return ends_with(name, "k_mix") || ends_with(name, "v_mix"); }
-
 }  // namespace
-
-// ---- RMSNorm ----------------------------------------------------------------------------------
-
-RmsNormImpl::RmsNormImpl(int64_t dim, double eps) : eps_(eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
-}
-
-at::Tensor RmsNormImpl::forward(const at::Tensor& x) { return rms_norm(x, weight, eps_); }
 
 // ---- Attention --------------------------------------------------------------------------------
 
@@ -48,16 +31,15 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, co
     : plan_(plan),
       head_dim_(cfg.head_dim()),
       local_heads_(cfg.n_heads / tp.size),
-      kernel_(parse_attention_kernel(cfg.attention)),
-      tp_(tp) {
-  int64_t d = cfg.d_model;
-  q_proj = register_module("q_proj", linear(d, local_heads_ * head_dim_));
-  if (plan.own_k_heads > 0) k_proj = register_module("k_proj", linear(d, plan.own_k_heads / tp.size * head_dim_));
-  if (plan.own_v_heads > 0) v_proj = register_module("v_proj", linear(d, plan.own_v_heads / tp.size * head_dim_));
-  o_proj = register_module("o_proj", linear(local_heads_ * head_dim_, d));
+      kernel_(parse_attention_kernel(cfg.attention)) {
+  const int64_t d = cfg.d_model, dh = head_dim_;
+  q_proj = register_module("q_proj", ColumnParallelLinear(d, cfg.n_heads * dh, tp));
+  if (plan.own_k_heads > 0) k_proj = register_module("k_proj", ColumnParallelLinear(d, plan.own_k_heads * dh, tp));
+  if (plan.own_v_heads > 0) v_proj = register_module("v_proj", ColumnParallelLinear(d, plan.own_v_heads * dh, tp));
+  o_proj = register_module("o_proj", RowParallelLinear(cfg.n_heads * dh, d, tp));
   if (plan.mixer == Mixer::Retention) {
-    g_proj = register_module("g_proj", linear(d, local_heads_ * head_dim_));
-    gt_proj = register_module("gt_proj", linear(d, local_heads_));
+    g_proj = register_module("g_proj", ColumnParallelLinear(d, cfg.n_heads * dh, tp));
+    gt_proj = register_module("gt_proj", ColumnParallelLinear(d, cfg.n_heads, tp));
     retention_chunk_ = cfg.yoco.chunk;
     norm_eps_ = cfg.norm_eps;
   }
@@ -66,14 +48,35 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, const LayerKvPlan& plan, co
     auto shape = s.kind == KvCombine::ScalarMix ? std::vector<int64_t>{2} : std::vector<int64_t>{2, head_dim_ / 2};
     return torch::zeros(shape);
   };
+  // A learnable mixing weight is replicated and shared by this rank's heads only: its gradient is
+  // summed over the TP group.
+  auto declare_mix = [&](const char* name, const at::Tensor& t, const KvSource& src) {
+    ShardSpec s;
+    s.global_shape = t.sizes().vec();
+    s.tp_partial_grad = true;
+    s.keep_fp32 = true;
+    s.decay = src.weight_decay;
+    s.initial = [src, dh](at::Generator gen) { return initial_kv_weights(src, dh, gen); };
+    declare_shard(name, s);
+  };
   if (plan.k.has_weights()) {
     k_mix = weights(plan.k);
     k_mix = plan.k.learnable ? register_parameter("k_mix", k_mix) : register_buffer("k_mix", k_mix);
+    if (plan.k.learnable) declare_mix("k_mix", k_mix, plan.k);
   }
   if (plan.v.has_weights()) {
     v_mix = weights(plan.v);
     v_mix = plan.v.learnable ? register_parameter("v_mix", v_mix) : register_buffer("v_mix", v_mix);
+    if (plan.v.learnable) declare_mix("v_mix", v_mix, plan.v);
   }
+}
+
+void AttentionImpl::init_fixed_mix(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  if (k_mix.defined() && !plan_.k.learnable)
+    k_mix.copy_(initial_kv_weights(plan_.k, head_dim_, at::detail::createCPUGenerator(seed)));
+  if (v_mix.defined() && !plan_.v.learnable)
+    v_mix.copy_(initial_kv_weights(plan_.v, head_dim_, at::detail::createCPUGenerator(seed)));
 }
 
 std::vector<at::Tensor> AttentionImpl::input_weights() const {
@@ -86,7 +89,9 @@ std::vector<at::Tensor> AttentionImpl::input_weights() const {
 }
 
 at::Tensor AttentionImpl::attend(const std::vector<at::Tensor>& projected, const at::Tensor& cos, const at::Tensor& sin,
-                                 std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v, bool fused) {
+                                 std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v,
+                                 const BlockOpOptions& opt) {
+  const bool fused = opt.fused;
   const int64_t B = projected[0].size(0), T = projected[0].size(1), D = head_dim_;
   // RoPE on [B, T, h, D] (unless the layer has none), then heads first as a view: [B, h, T, D].
   auto rope = [&](const at::Tensor& x) { return plan_.rope ? apply_rope(x, cos, sin, fused) : x; };
@@ -98,15 +103,16 @@ at::Tensor AttentionImpl::attend(const std::vector<at::Tensor>& projected, const
   finals_k.push_back(combine_kv(plan_.k, own_k, finals_k, k_mix, fused));
   finals_v.push_back(combine_kv(plan_.v, own_v, finals_v, v_mix, fused));
   if (plan_.mixer == Mixer::Retention)
-    return retention_output(q, own_k, own_v, projected[next], projected[next + 1], nullptr);
+    return retention_output(q, own_k, own_v, projected[next], projected[next + 1], nullptr, opt.layout);
   auto out = plan_.window > 0 ? window_attention(q, finals_k.back(), finals_v.back(), plan_.window, kernel_)
                               : causal_attention(q, finals_k.back(), finals_v.back(), kernel_);  // [B, h, T, D]
   out = out.transpose(1, 2).reshape({B, T, local_heads_ * D});
-  return tp::reduce_from_region(o_proj(out), tp_);
+  return o_proj->forward(out, opt.layout);
 }
 
 at::Tensor AttentionImpl::retention_output(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                           const at::Tensor& g, const at::Tensor& gt, at::Tensor* state) {
+                                           const at::Tensor& g, const at::Tensor& gt, at::Tensor* state,
+                                           StreamLayout layout) {
   const int64_t B = q.size(0), T = q.size(2), D = head_dim_;
   // Per-head decay log γ = logsigmoid(x W_γ)/16 (the original's gate_logit_normalizer): [B, h, T].
   at::Tensor log_gamma = at::log_sigmoid(gt.to(at::kFloat)).transpose(1, 2) / 16.0;
@@ -119,36 +125,35 @@ at::Tensor AttentionImpl::retention_output(const at::Tensor& q, const at::Tensor
   at::Tensor of = o.to(at::kFloat);
   of = of * at::rsqrt(of.pow(2).mean(-1, /*keepdim=*/true) + norm_eps_);
   at::Tensor out = of.to(q.scalar_type()).transpose(1, 2).reshape({B, T, local_heads_ * D});
-  return tp::reduce_from_region(o_proj(at::silu(g) * out), tp_);
+  return o_proj->forward(at::silu(g) * out, layout);
 }
 
 // ---- Global K/V (original YOCO) -----------------------------------------------------------------
 
 GlobalKvImpl::GlobalKvImpl(const ModelConfig& cfg, int kv_heads, const TpContext& tp) {
-  norm = register_module("norm", RmsNorm(cfg.d_model, cfg.norm_eps));
-  k_proj = register_module("k_proj", linear(cfg.d_model, kv_heads / tp.size * cfg.head_dim()));
-  v_proj = register_module("v_proj", linear(cfg.d_model, kv_heads / tp.size * cfg.head_dim()));
+  norm = register_module("norm", RmsNorm(cfg.d_model, cfg.norm_eps, tp));
+  k_proj = register_module("k_proj", ColumnParallelLinear(cfg.d_model, kv_heads * cfg.head_dim(), tp));
+  v_proj = register_module("v_proj", ColumnParallelLinear(cfg.d_model, kv_heads * cfg.head_dim(), tp));
 }
 
 // ---- MLP (SwiGLU) -----------------------------------------------------------------------------
 
-MlpImpl::MlpImpl(const ModelConfig& cfg, const TpContext& tp) : tp_(tp) {
-  int64_t f = cfg.d_ffn / tp.size;
-  gate_proj = register_module("gate_proj", linear(cfg.d_model, f));
-  up_proj = register_module("up_proj", linear(cfg.d_model, f));
-  down_proj = register_module("down_proj", linear(f, cfg.d_model));
+MlpImpl::MlpImpl(const ModelConfig& cfg, const TpContext& tp) {
+  gate_proj = register_module("gate_proj", ColumnParallelLinear(cfg.d_model, cfg.d_ffn, tp));
+  up_proj = register_module("up_proj", ColumnParallelLinear(cfg.d_model, cfg.d_ffn, tp));
+  down_proj = register_module("down_proj", RowParallelLinear(cfg.d_ffn, cfg.d_model, tp));
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& gate, const at::Tensor& up, const BlockOpOptions& opt) {
-  return tp::reduce_from_region(swiglu_down(gate, up, down_proj->weight, opt), tp_);
+  return down_proj->leave(swiglu_down(gate, up, down_proj->weight, opt), opt.layout);
 }
 
 // ---- Block ------------------------------------------------------------------------------------
 
 BlockImpl::BlockImpl(const ModelConfig& cfg, const LayerKvPlan& plan, const TpContext& tp) : eps_(cfg.norm_eps) {
-  input_layernorm = register_module("input_layernorm", RmsNorm(cfg.d_model, cfg.norm_eps));
+  input_layernorm = register_module("input_layernorm", RmsNorm(cfg.d_model, cfg.norm_eps, tp));
   self_attn = register_module("self_attn", Attention(cfg, plan, tp));
-  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(cfg.d_model, cfg.norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(cfg.d_model, cfg.norm_eps, tp));
   mlp = register_module("mlp", Mlp(cfg, tp));
 }
 
@@ -156,13 +161,15 @@ std::pair<at::Tensor, at::Tensor> BlockImpl::forward(const at::Tensor& residual,
                                                      const at::Tensor& cos, const at::Tensor& sin,
                                                      std::vector<at::Tensor>& finals_k, std::vector<at::Tensor>& finals_v,
                                                      const BlockOpOptions& opt, CachedStep* cached) {
-  auto a = norm_project(residual, delta, input_layernorm->weight, eps_, self_attn->input_weights(), opt);
+  auto a = norm_project(residual, delta, input_layernorm->weight, eps_, self_attn->input_weights(),
+                        self_attn->input(opt.layout), opt);
   const at::Tensor x = delta.defined() ? a[0] : residual;  // the stream entering this block
   std::vector<at::Tensor> projected(a.begin() + (delta.defined() ? 1 : 0), a.end());
   at::Tensor attn = cached ? self_attn->attend_cached(projected, *cached, opt.fused)
-                           : self_attn->attend(projected, cos, sin, finals_k, finals_v, opt.fused);
+                           : self_attn->attend(projected, cos, sin, finals_k, finals_v, opt);
   // h = x + attn; gate and up from RMSNorm(h).
-  auto m = norm_project(x, attn, post_attention_layernorm->weight, eps_, {mlp->gate_proj->weight, mlp->up_proj->weight}, opt);
+  auto m = norm_project(x, attn, post_attention_layernorm->weight, eps_, {mlp->gate_proj->weight, mlp->up_proj->weight},
+                        mlp->gate_proj->input(opt.layout), opt);
   return {m[0], mlp->forward(m[1], m[2], opt)};
 }
 
@@ -179,78 +186,19 @@ DecoderImpl::DecoderImpl(const ModelConfig& cfg, TpContext tp)
     : cfg_(cfg),
       plan_(make_kv_plan(cfg)),
       tp_(tp),
-      fused_(cfg.fused_kernels && kernels::available()),
-      local_vocab_(ceil_div(cfg.vocab_size, tp.size)) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(local_vocab_, cfg.d_model));
+      fused_(cfg.fused_kernels && kernels::available()) {
+  embed_tokens = register_module("embed_tokens", VocabParallelEmbedding(cfg.vocab_size, cfg.d_model, tp));
   layers = register_module("layers", torch::nn::ModuleList());
   for (const auto& lp : plan_.layers) layers->push_back(Block(cfg, lp, tp));
   if (plan_.has_global_kv()) global_kv = register_module("global_kv", GlobalKv(cfg, plan_.global_kv_heads, tp));
-  norm = register_module("norm", RmsNorm(cfg.d_model, cfg.norm_eps));
-  lm_head = register_module("lm_head", linear(cfg.d_model, local_vocab_));
+  norm = register_module("norm", RmsNorm(cfg.d_model, cfg.norm_eps, tp));
+  lm_head = register_module("lm_head", ColumnParallelLinear(cfg.d_model, cfg.vocab_size, tp, /*pad=*/true));
+  local_vocab_ = lm_head->local_out();
   auto [c, s] = rope_tables(cfg.head_dim(), cfg.max_seq_len, cfg.rope_theta, cfg.yoco.rope_freqs == "linspace");
   rope_cos_ = register_buffer("rope_cos", c);
   rope_sin_ = register_buffer("rope_sin", s);
-  describe_shards();
+  specs_ = collect_shard_specs(*this);
   init_weights(0);
-}
-
-void DecoderImpl::describe_shards() {
-  const int64_t d = cfg_.d_model, dh = cfg_.head_dim();
-  const int64_t vocab_padded = local_vocab_ * tp_.size;
-  for (const auto& item : named_parameters()) {
-    const std::string& name = item.key();
-    ShardSpec s;
-    s.global_shape = item.value().sizes().vec();
-    auto row_split = [&](int64_t rows) {
-      s.split_dim = 0;
-      s.global_shape = {rows, d};
-      s.padded_size = rows;
-    };
-    if (name == "embed_tokens.weight" || name == "lm_head.weight") {
-      row_split(cfg_.vocab_size);
-      s.padded_size = vocab_padded;
-    } else if (name == "global_kv.k_proj.weight" || name == "global_kv.v_proj.weight") {
-      row_split(plan_.global_kv_heads * dh);  // column-parallel: each rank projects its KV heads
-    } else if (ends_with(name, "g_proj.weight")) {
-      row_split(cfg_.n_heads * dh);
-    } else if (ends_with(name, "gt_proj.weight")) {
-      row_split(cfg_.n_heads);
-    } else if (ends_with(name, "q_proj.weight")) {
-      row_split(cfg_.n_heads * dh);
-    } else if (ends_with(name, "k_proj.weight") || ends_with(name, "v_proj.weight")) {
-      int layer = std::stoi(split(name, '.')[1]);
-      const auto& lp = plan_.layers[layer];
-      row_split((ends_with(name, "k_proj.weight") ? lp.own_k_heads : lp.own_v_heads) * dh);
-    } else if (ends_with(name, "gate_proj.weight") || ends_with(name, "up_proj.weight")) {
-      row_split(cfg_.d_ffn);
-    } else if (ends_with(name, "o_proj.weight") || ends_with(name, "down_proj.weight")) {
-      int64_t cols = ends_with(name, "o_proj.weight") ? cfg_.n_heads * dh : cfg_.d_ffn;
-      s.split_dim = 1;
-      s.global_shape = {d, cols};
-      s.padded_size = cols;
-    } else if (ends_with(name, "norm.weight")) {
-      s.decay = false;
-    } else if (is_mix_weight(name)) {
-      int layer = std::stoi(split(name, '.')[1]);
-      const auto& src = ends_with(name, "k_mix") ? plan_.layers[layer].k : plan_.layers[layer].v;
-      s.tp_partial_grad = true;
-      s.keep_fp32 = true;
-      s.decay = src.weight_decay;
-    }
-    specs_[name] = s;
-  }
-}
-
-at::Tensor local_shard(const at::Tensor& global, const ShardSpec& spec, int rank, int size) {
-  if (spec.split_dim < 0) return global;
-  at::Tensor full = global;
-  int64_t pad = spec.padded_size - spec.global_shape[spec.split_dim];
-  if (pad > 0) {
-    auto shape = full.sizes().vec();
-    shape[spec.split_dim] = pad;
-    full = torch::cat({full, torch::zeros(shape, full.options())}, spec.split_dim);
-  }
-  return full.chunk(size, spec.split_dim)[rank];
 }
 
 // Parameters only: fixed mixing weights (buffers) are a function of the recipe (ResFormer's λ), so
@@ -262,12 +210,17 @@ std::vector<std::pair<std::string, at::Tensor>> DecoderImpl::state_tensors() {
 }
 
 std::vector<std::pair<std::string, at::Tensor>> DecoderImpl::mix_tensors() {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (auto& p : named_parameters())
-    if (is_mix_weight(p.key())) out.emplace_back(p.key(), p.value());
-  for (auto& b : named_buffers())
-    if (is_mix_weight(b.key())) out.emplace_back(b.key(), b.value());
-  return out;
+  std::vector<std::pair<std::string, at::Tensor>> learnable, fixed;
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto& attn = *layers[i]->as<Block>()->self_attn;
+    auto add = [&](const char* name, const at::Tensor& t, const KvSource& src) {
+      if (t.defined()) (src.learnable ? learnable : fixed).emplace_back(cat("layers.", i, ".self_attn.", name), t);
+    };
+    add("k_mix", attn.k_mix, plan_.layers[i].k);
+    add("v_mix", attn.v_mix, plan_.layers[i].v);
+  }
+  learnable.insert(learnable.end(), fixed.begin(), fixed.end());  // parameters first, as before
+  return learnable;
 }
 
 std::map<std::string, at::Tensor> DecoderImpl::global_state() {
@@ -278,9 +231,7 @@ std::map<std::string, at::Tensor> DecoderImpl::global_state() {
       out[name] = t.detach();
       continue;
     }
-    const ShardSpec& spec = it->second;
-    at::Tensor full = tp::gather_shards(t.detach(), spec.split_dim, tp_);
-    out[name] = full.narrow(spec.split_dim, 0, spec.global_shape[spec.split_dim]);
+    out[name] = gather_global(t.detach(), it->second, tp_);
   }
   return out;
 }
@@ -318,37 +269,31 @@ void DecoderImpl::init_weights(uint64_t seed) {
     const std::string& name = item.key();
     const ShardSpec& spec = specs_.at(name);
     auto gen = at::detail::createCPUGenerator(seed ^ fnv1a(name));
-    at::Tensor full;
-    if (ends_with(name, "norm.weight")) {
-      full = torch::ones(spec.global_shape);
-    } else if (is_mix_weight(name)) {
-      int layer = std::stoi(split(name, '.')[1]);
-      const auto& src = ends_with(name, "k_mix") ? plan_.layers[layer].k : plan_.layers[layer].v;
-      full = initial_kv_weights(src, cfg_.head_dim(), gen);
-    } else {
-      full = at::normal(0.0, cfg_.init_std, spec.global_shape, gen, at::TensorOptions().dtype(at::kFloat));
-    }
+    at::Tensor full = spec.initial ? spec.initial(gen)
+                                   : at::normal(0.0, cfg_.init_std, spec.global_shape, gen, at::TensorOptions().dtype(at::kFloat));
     item.value().copy_(local_shard(full, spec, tp_.rank, tp_.size));
   }
-  for (auto& item : named_buffers()) {  // fixed (non-learnable) mixing weights
-    const std::string& name = item.key();
-    if (!is_mix_weight(name)) continue;
-    int layer = std::stoi(split(name, '.')[1]);
-    const auto& src = ends_with(name, "k_mix") ? plan_.layers[layer].k : plan_.layers[layer].v;
-    item.value().copy_(initial_kv_weights(src, cfg_.head_dim(), at::detail::createCPUGenerator(seed)));
-  }
+  for (auto& layer : *layers) layer->as<Block>()->self_attn->init_fixed_mix(seed);
 }
 
-at::Tensor DecoderImpl::final_hidden(const at::Tensor& tokens) {
+StreamLayout DecoderImpl::layout_for(int64_t T) const {
+  if (tp_.size == 1 || !tp_.sequence_parallel) return StreamLayout::Replicated;
+  if (T % tp_.size == 0) return StreamLayout::SequenceSharded;
+  // Norm weights' gradients would be summed over ranks that each saw every token.
+  TORCH_CHECK(!at::GradMode::is_enabled(), "sequence parallelism: ", T, " tokens do not split over parallel.tp=", tp_.size);
+  return StreamLayout::Replicated;
+}
+
+at::Tensor DecoderImpl::final_hidden(const at::Tensor& tokens, StreamLayout layout) {
   TORCH_CHECK(tokens.dim() == 2, "Decoder: tokens must be [batch, time]");
   TORCH_CHECK(tokens.size(1) <= cfg_.max_seq_len, "Decoder: sequence of ", tokens.size(1),
               " tokens exceeds model.max_seq_len=", cfg_.max_seq_len);
   BlockOpOptions opt;
   opt.fused = fused_;
   opt.recompute = exec_.recompute == Recompute::Selective;
-  opt.tp = tp_.size > 1 ? tp_.comm : nullptr;
+  opt.layout = layout;
   const bool full = exec_.recompute == Recompute::Full && at::GradMode::is_enabled();
-  at::Tensor x = embed(tokens), delta;  // [B, T, d]
+  at::Tensor x = embed(tokens, layout), delta;  // [B, T or T/tp, d]
   std::vector<at::Tensor> finals_k, finals_v;
   finals_k.reserve(layers->size());
   finals_v.reserve(layers->size());
@@ -381,8 +326,8 @@ at::Tensor DecoderImpl::final_hidden(const at::Tensor& tokens) {
   return add_rms_norm(x, delta, norm->weight, cfg_.norm_eps, fused_).second;
 }
 
-at::Tensor DecoderImpl::embed(const at::Tensor& tokens) {
-  at::Tensor x = tp::embedding(tokens, embed_tokens->weight, tp_);
+at::Tensor DecoderImpl::embed(const at::Tensor& tokens, StreamLayout layout) {
+  at::Tensor x = embed_tokens->forward(tokens, layout);
   return cfg_.yoco.embed_scale ? x * std::sqrt(static_cast<double>(cfg_.d_model)) : x;
 }
 
@@ -392,7 +337,7 @@ DecoderImpl::GlobalKvOut DecoderImpl::project_global_kv(const at::Tensor& x, con
   // {X_mid, RMSNorm(X_mid) W_K, RMSNorm(X_mid) W_V}; the column-parallel projections' gradient is
   // summed over the TP group inside norm_project.
   auto p = norm_project(x, delta, global_kv->norm->weight, cfg_.norm_eps,
-                        {global_kv->k_proj->weight, global_kv->v_proj->weight}, opt);
+                        {global_kv->k_proj->weight, global_kv->v_proj->weight}, global_kv->k_proj->input(opt.layout), opt);
   if (!delta.defined()) p.insert(p.begin(), x);  // norm_project returns the sum only when it adds one
   const int64_t B = p[1].size(0), T = p[1].size(1), D = cfg_.head_dim();
   at::Tensor k = p[1].view({B, T, -1, D});
@@ -442,7 +387,8 @@ std::pair<at::Tensor, at::Tensor> DecoderImpl::recomputed_block(size_t i, const 
 }
 
 at::Tensor DecoderImpl::forward(const at::Tensor& tokens) {
-  auto logits = lm_head(tp::copy_to_region(final_hidden(tokens), tp_));
+  const StreamLayout layout = layout_for(tokens.size(1));
+  auto logits = lm_head->forward(final_hidden(tokens, layout), layout);  // [B, T, local_vocab]
   int64_t first_pad = cfg_.vocab_size - tp_.rank * local_vocab_;  // local index of the first padding row
   if (first_pad < local_vocab_) {
     logits = logits.clone();
@@ -455,17 +401,19 @@ at::Tensor DecoderImpl::forward(const at::Tensor& tokens) {
 at::Tensor DecoderImpl::loss(const at::Tensor& tokens, const at::Tensor& targets) {
   if (exec_.loss_chunk_tokens <= 0) {
     auto logits = forward(tokens);
-    return tp::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), tp_);
+    return vocab_parallel_cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), tp_);
   }
-  at::Tensor hidden = final_hidden(tokens);
+  const StreamLayout layout = layout_for(tokens.size(1));
+  at::Tensor hidden = final_hidden(tokens, layout);
   LinearCrossEntropyOptions o;
   o.chunk_tokens = exec_.loss_chunk_tokens;
   o.vocab_start = tp_.rank * local_vocab_;
   o.vocab_valid = std::clamp<int64_t>(cfg_.vocab_size - o.vocab_start, 0, local_vocab_);
   o.fused = fused_;
   o.tp = tp_.size > 1 ? tp_.comm : nullptr;
-  // Under TP the hidden state enters a vocabulary-parallel op: its gradient is summed over the group.
-  at::Tensor h = tp::copy_to_region(hidden.reshape({-1, hidden.size(-1)}), tp_);
+  // Under TP the hidden state enters a vocabulary-parallel op (every token on every rank).
+  at::Tensor h = lm_head->enter(hidden, layout);
+  h = h.reshape({-1, h.size(-1)});
   return linear_cross_entropy(h, lm_head->weight, targets.reshape({-1}), o);
 }
 

@@ -9,29 +9,64 @@
 
 namespace yt {
 
-std::unique_ptr<Mesh> make_mesh(int64_t tp, bool gpu, int cuda_device) {
+const char* mesh_dim_name(MeshDim d) {
+  static const char* names[kMeshDims] = {"dp", "pp", "cp", "tp"};
+  return names[static_cast<int>(d)];
+}
+
+std::unique_ptr<Mesh> make_mesh(const std::array<int64_t, kMeshDims>& sizes, bool gpu, int cuda_device) {
   auto& env = MpiEnv::get();
-  auto m = std::make_unique<Mesh>();
+  auto m = std::unique_ptr<Mesh>(new Mesh());
   m->world_rank = env.rank();
   m->world_size = env.size();
   m->local_rank = env.local_rank();
-  if (tp < 1 || m->world_size % tp != 0)
-    throw ConfigError({cat("parallel.tp=", tp, " does not divide the number of processes (", m->world_size, ")")});
-  m->tp = static_cast<int>(tp);
-  m->dp = m->world_size / m->tp;
-  m->tp_rank = m->world_rank % m->tp;
-  m->dp_rank = m->world_rank / m->tp;
-  MPI_Comm_split(MPI_COMM_WORLD, m->dp_rank, m->tp_rank, &m->tp_mpi);  // same dp_rank: one TP group
-  MPI_Comm_split(MPI_COMM_WORLD, m->tp_rank, m->dp_rank, &m->dp_mpi);  // same tp_rank: one DP group
-  auto make = [&](MPI_Comm c, const char* name) -> std::unique_ptr<Communicator> {
-    int size = 1;
-    MPI_Comm_size(c, &size);
-    if (size == 1) return nullptr;
-    return gpu ? make_nccl_communicator(c, name, cuda_device) : make_mpi_communicator(c, name);
-  };
-  m->tp_group = make(m->tp_mpi, "tp");
-  m->dp_group = make(m->dp_mpi, "dp");
+  int64_t inner = 1;
+  std::vector<std::string> named;
+  for (int d = 1; d < kMeshDims; ++d) {
+    const char* name = mesh_dim_name(static_cast<MeshDim>(d));
+    if (sizes[d] < 1) throw ConfigError({cat("parallel.", name, "=", sizes[d], " must be >= 1")});
+    if (sizes[d] > 1 || d == static_cast<int>(MeshDim::tp)) named.push_back(cat("parallel.", name, "=", sizes[d]));
+    inner *= sizes[d];
+  }
+  if (m->world_size % inner != 0)
+    throw ConfigError({cat(join(named, " x "), " does not divide the number of processes (", m->world_size, ")")});
+  const int64_t dp = sizes[0] > 0 ? sizes[0] : m->world_size / inner;
+  if (dp * inner != m->world_size)
+    throw ConfigError({cat("a mesh of dp=", dp, " x ", join(named, " x "), " needs ", dp * inner, " processes, not ", m->world_size)});
+  // Coordinates, innermost (tp) first; each group is the ranks that differ in one coordinate only.
+  int rest = m->world_rank, stride = 1;
+  std::array<int, kMeshDims> strides{};
+  for (int d = kMeshDims - 1; d >= 0; --d) {
+    auto& dim = m->dims_[d];
+    dim.size = static_cast<int>(d == 0 ? dp : sizes[d]);
+    dim.coord = rest % dim.size;
+    rest /= dim.size;
+    strides[d] = stride;
+    stride *= dim.size;
+  }
+  for (int d = kMeshDims - 1; d >= 0; --d) {  // the same order on every rank: NCCL ids travel over MPI
+    auto& dim = m->dims_[d];
+    if (dim.size == 1) continue;
+    MPI_Comm_split(MPI_COMM_WORLD, m->world_rank - dim.coord * strides[d], dim.coord, &dim.mpi);
+    const char* name = mesh_dim_name(static_cast<MeshDim>(d));
+    dim.group = gpu ? make_nccl_communicator(dim.mpi, name, cuda_device) : make_mpi_communicator(dim.mpi, name);
+  }
   return m;
+}
+
+std::unique_ptr<Mesh> make_mesh(int64_t tp, bool gpu, int cuda_device) { return make_mesh({0, 1, 1, tp}, gpu, cuda_device); }
+
+TpContext Mesh::tp_context(bool sequence_parallel) const {
+  return {coord(MeshDim::tp), size(MeshDim::tp), group(MeshDim::tp), sequence_parallel && size(MeshDim::tp) > 1};
+}
+
+std::string Mesh::describe() const {
+  std::vector<std::string> parts;
+  for (int d = 0; d < kMeshDims; ++d) {
+    const auto dim = static_cast<MeshDim>(d);
+    if (dims_[d].size > 1 || dim == MeshDim::dp || dim == MeshDim::tp) parts.push_back(cat(mesh_dim_name(dim), "=", dims_[d].size));
+  }
+  return join(parts, " x ");
 }
 
 bool Mesh::any_rank(bool local) const {
@@ -43,7 +78,6 @@ bool Mesh::any_rank(bool local) const {
 void Mesh::barrier() const {
   if (world_size > 1) MPI_Barrier(MPI_COMM_WORLD);
 }
-
 std::vector<std::string> Mesh::gather_strings(const std::string& mine) const {
   if (world_size == 1) return {mine};
   int len = static_cast<int>(mine.size());

@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include "yocotron/comm.h"
-#include "yocotron/decoder.h"
 
 namespace yt::tp {
 namespace {
@@ -32,6 +31,26 @@ struct CopyToRegion : torch::autograd::Function<CopyToRegion> {
 struct ReduceFromRegion : torch::autograd::Function<ReduceFromRegion> {
   static at::Tensor forward(AutogradContext*, const at::Tensor& x, Communicator* c) { return summed(x, c); }
   static variable_list backward(AutogradContext*, variable_list g) { return {g[0], at::Tensor()}; }
+};
+
+struct GatherFromSequence : torch::autograd::Function<GatherFromSequence> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const TpContext* tp) {
+    ctx->saved_data["tp"] = reinterpret_cast<int64_t>(tp);
+    return all_gather_sequence(x, *tp);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return {reduce_scatter_sequence(g[0], *reinterpret_cast<const TpContext*>(ctx->saved_data["tp"].toInt())), at::Tensor()};
+  }
+};
+
+struct ReduceScatterToSequence : torch::autograd::Function<ReduceScatterToSequence> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const TpContext* tp) {
+    ctx->saved_data["tp"] = reinterpret_cast<int64_t>(tp);
+    return reduce_scatter_sequence(x, *tp);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return {all_gather_sequence(g[0], *reinterpret_cast<const TpContext*>(ctx->saved_data["tp"].toInt())), at::Tensor()};
+  }
 };
 
 // Cross entropy over logits split along the vocabulary: max, sum of exponentials and the target's
@@ -79,13 +98,36 @@ at::Tensor reduce_from_region(const at::Tensor& x, const TpContext& tp) {
   return ReduceFromRegion::apply(x, tp.comm);
 }
 
-at::Tensor embedding(const at::Tensor& tokens, const at::Tensor& local_weight, const TpContext& tp) {
-  if (tp.size == 1) return at::embedding(local_weight, tokens);
-  const int64_t rows = local_weight.size(0), start = tp.rank * rows;
-  at::Tensor outside = (tokens < start) | (tokens >= start + rows);
-  at::Tensor local = (tokens - start).masked_fill(outside, 0);
-  at::Tensor out = at::embedding(local_weight, local).masked_fill(outside.unsqueeze(-1), 0.0);
-  return reduce_from_region(out, tp);
+at::Tensor gather_from_sequence(const at::Tensor& x, const TpContext& tp) {
+  if (tp.size == 1) return x;
+  return GatherFromSequence::apply(x, &tp);
+}
+
+at::Tensor reduce_scatter_to_sequence(const at::Tensor& x, const TpContext& tp) {
+  if (tp.size == 1) return x;
+  return ReduceScatterToSequence::apply(x, &tp);
+}
+
+at::Tensor all_gather_sequence(const at::Tensor& x, const TpContext& tp) {
+  if (tp.size == 1) return x;
+  // Collectives concatenate along dim 0: gather [T/tp, B, ...] chunks, then put B first again.
+  at::Tensor moved = x.transpose(0, 1).contiguous();
+  auto sizes = moved.sizes().vec();
+  sizes[0] *= tp.size;
+  at::Tensor out = at::empty(sizes, moved.options());
+  tp.comm->all_gather(moved, out);
+  return out.transpose(0, 1).contiguous();
+}
+
+at::Tensor reduce_scatter_sequence(const at::Tensor& x, const TpContext& tp) {
+  if (tp.size == 1) return x;
+  TORCH_CHECK(x.size(1) % tp.size == 0, "sequence parallelism: ", x.size(1), " tokens do not split over ", tp.size, " ranks");
+  at::Tensor moved = x.transpose(0, 1).contiguous();  // [T, B, ...]: rank r's part is rows [r*T/tp, (r+1)*T/tp)
+  auto sizes = moved.sizes().vec();
+  sizes[0] /= tp.size;
+  at::Tensor out = at::empty(sizes, moved.options());
+  tp.comm->reduce_scatter(moved, out);
+  return out.transpose(0, 1).contiguous();
 }
 
 at::Tensor cross_entropy(const at::Tensor& local_logits, const at::Tensor& targets, const TpContext& tp) {

@@ -52,13 +52,14 @@ MemoryPlan plan_memory(const Config& cfg, int64_t dp, bool bf16, bool gpu) {
   CheckedInt buffers = CheckedInt(2) * m.max_seq_len * m.head_dim() * 4;  // RoPE cos and sin, fp32
 
   // Activations every recompute mode keeps until backward, per layer and token: the block's input
-  // (d_model; full recomputation keeps nothing else), and with none or selective also the matmul
+  // (d_model, or d_model / tp with sequence parallelism; full recomputation keeps nothing else), and with none or selective also the matmul
   // outputs backward needs — Q and the attention output (n_heads x head_dim = d_model each) and the
   // SwiGLU gate and up (d_ffn each), split over tensor-parallel ranks. Without loss chunking the
   // logits of the micro-batch are kept too. Attention scores, K/V and norms are left out: kernels
   // and modes differ there, and a lower bound must hold for all of them.
   const CheckedInt tokens = CheckedInt(cfg.train.micro_batch) * cfg.data.seq_len;
-  CheckedInt per_token = m.d_model;
+  // Sequence parallelism splits the block input (the stream) over the TP group too.
+  CheckedInt per_token = cfg.parallel.sequence_parallel ? floor_div(CheckedInt(m.d_model), tp) : CheckedInt(m.d_model);
   if (cfg.train.recompute != "full") per_token += floor_div(CheckedInt(2) * m.d_model + CheckedInt(2) * m.d_ffn, tp);
   CheckedInt activations = tokens * applied_layers * per_token * compute;
   if (cfg.train.loss_chunk_tokens == 0) activations += tokens * vocab_rows * compute;
@@ -143,9 +144,9 @@ void check_memory_fits(const Config& cfg, const Mesh& mesh, bool bf16, int cuda_
   const bool gpu = cuda_device >= 0;
   std::string reason;
   try {
-    MemoryPlan p = plan_memory(cfg, mesh.dp, bf16, gpu);
+    MemoryPlan p = plan_memory(cfg, mesh.size(MeshDim::dp), bf16, gpu);
     const int64_t host = host_available_bytes();
-    reason = memory_refusal(cfg, p, mesh.dp, gpu ? cat("cuda:", cuda_device) : "cpu", gpu ? cuda_free_bytes(cuda_device) : host,
+    reason = memory_refusal(cfg, p, mesh.size(MeshDim::dp), gpu ? cat("cuda:", cuda_device) : "cpu", gpu ? cuda_free_bytes(cuda_device) : host,
                             host);
   } catch (const ConfigError& e) {
     reason = e.problems().empty() ? e.what() : e.problems().front();

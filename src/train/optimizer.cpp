@@ -26,76 +26,74 @@ FlatAdamW::FlatAdamW(Decoder& model, const TrainConfig& cfg, at::ScalarType comp
   std::vector<Member> params;
   for (auto& p : model->named_parameters()) params.push_back({p.key(), p.value()});
   const int64_t dp = layout_.dp_size;
-  for (int keep32 = 0; keep32 < 2; ++keep32) {
-    for (int decay = 1; decay >= 0; --decay) {
-      for (int sharded = 1; sharded >= 0; --sharded) {
-        std::vector<Member> members;
-        for (auto& m : params) {
-          const ShardSpec& s = specs.at(m.name);
-          if (s.keep_fp32 == (keep32 == 1) && s.decay == (decay == 1) && (s.split_dim >= 0) == (sharded == 1))
-            members.push_back(m);
-        }
-        if (members.empty()) continue;
-        FlatGroup g;
-        g.dtype = keep32 ? at::kFloat : compute;
-        g.decay = decay == 1;
-        g.tp_sharded = sharded == 1;
-        g.tp_partial = specs.at(members.front().name).tp_partial_grad;
-        // Buckets: walk parameters from the last (their gradients come first in backward).
-        const int64_t bucket_elems = std::max<int64_t>(1, static_cast<int64_t>(layout_.bucket_mb * 1048576.0) / 4);
-        std::vector<size_t> bucket_of(members.size());
-        size_t n_buckets = 0;
-        int64_t filled = 0;
-        for (size_t i = members.size(); i-- > 0;) {
-          if (filled > 0 && filled + members[i].param.numel() > bucket_elems) ++n_buckets, filled = 0;
-          bucket_of[i] = n_buckets;
-          filled += members[i].param.numel();
-        }
-        ++n_buckets;
-        // Lay the buffer out in module order; pad each bucket's end to a multiple of dp.
-        g.buckets.resize(n_buckets);
-        int64_t offset = 0;
-        for (size_t i = 0; i < members.size(); ++i) {
-          size_t b = bucket_of[i];
-          if (i == 0 || bucket_of[i - 1] != b) g.buckets[b].begin = offset;
-          g.slots.push_back({members[i].name, offset, members[i].param.numel(), members[i].param.sizes().vec(), b});
-          offset += members[i].param.numel();
-          if (i + 1 == members.size() || bucket_of[i + 1] != b) {
-            offset = g.buckets[b].begin + round_up(offset - g.buckets[b].begin, dp);
-            g.buckets[b].end = offset;
-          }
-        }
-        const int64_t total = offset;
-        int64_t shard = 0;
-        for (auto& b : g.buckets) b.shard_offset = shard, shard += b.length() / dp;
-
-        auto opts = at::TensorOptions().device(members.front().param.device());
-        at::Tensor full_master = at::zeros({total}, opts.dtype(at::kFloat));
-        for (size_t i = 0; i < members.size(); ++i)
-          full_master.narrow(0, g.slots[i].offset, g.slots[i].numel).copy_(members[i].param.reshape({-1}));
-        const int64_t state_size = layout_.zero1 ? shard : total;
-        if (layout_.zero1) {
-          g.params = full_master.to(g.dtype).clone();
-          g.master = at::empty({shard}, opts.dtype(at::kFloat));
-          for (const auto& b : g.buckets) shard_view(g.master, b).copy_(owned_view(full_master, b));
-        } else {
-          g.master = full_master;
-          g.params = g.dtype == at::kFloat ? g.master : g.master.to(g.dtype);
-        }
-        g.grads = at::zeros({total}, opts.dtype(g.dtype));
-        if (g.dtype != at::kFloat && !accumulate_in_compute_dtype_) g.grad_acc = at::zeros({total}, opts.dtype(at::kFloat));
-        g.exp_avg = at::zeros({state_size}, opts.dtype(at::kFloat));
-        g.exp_avg_sq = at::zeros({state_size}, opts.dtype(at::kFloat));
-        g.step = at::zeros({}, opts.dtype(at::kFloat));
-        for (size_t i = 0; i < members.size(); ++i) {
-          const auto& slot = g.slots[i];
-          at::Tensor& p = members[i].param;
-          p.set_data(g.params.narrow(0, slot.offset, slot.numel).view(slot.shape));
-          p.mutable_grad() = g.grads.narrow(0, slot.offset, slot.numel).view(slot.shape);
-        }
-        groups_.push_back(std::move(g));
+  // One group per combination of the rules the layers declared (dtype, decay, split, partial gradient).
+  for (int group_key = 0; group_key < 16; ++group_key) {
+    const bool keep32 = group_key & 8, decay = !(group_key & 4), sharded = !(group_key & 2), partial = group_key & 1;
+    std::vector<Member> members;
+    for (auto& m : params) {
+      const ShardSpec& s = specs.at(m.name);
+      if (s.keep_fp32 == keep32 && s.decay == decay && (s.split_dim >= 0) == sharded && s.tp_partial_grad == partial)
+        members.push_back(m);
+    }
+    if (members.empty()) continue;
+    FlatGroup g;
+    g.dtype = keep32 ? at::kFloat : compute;
+    g.decay = decay;
+    g.tp_sharded = sharded;
+    g.tp_partial = partial;
+    // Buckets: walk parameters from the last (their gradients come first in backward).
+    const int64_t bucket_elems = std::max<int64_t>(1, static_cast<int64_t>(layout_.bucket_mb * 1048576.0) / 4);
+    std::vector<size_t> bucket_of(members.size());
+    size_t n_buckets = 0;
+    int64_t filled = 0;
+    for (size_t i = members.size(); i-- > 0;) {
+      if (filled > 0 && filled + members[i].param.numel() > bucket_elems) ++n_buckets, filled = 0;
+      bucket_of[i] = n_buckets;
+      filled += members[i].param.numel();
+    }
+    ++n_buckets;
+    // Lay the buffer out in module order; pad each bucket's end to a multiple of dp.
+    g.buckets.resize(n_buckets);
+    int64_t offset = 0;
+    for (size_t i = 0; i < members.size(); ++i) {
+      size_t b = bucket_of[i];
+      if (i == 0 || bucket_of[i - 1] != b) g.buckets[b].begin = offset;
+      g.slots.push_back({members[i].name, offset, members[i].param.numel(), members[i].param.sizes().vec(), b});
+      offset += members[i].param.numel();
+      if (i + 1 == members.size() || bucket_of[i + 1] != b) {
+        offset = g.buckets[b].begin + round_up(offset - g.buckets[b].begin, dp);
+        g.buckets[b].end = offset;
       }
     }
+    const int64_t total = offset;
+    int64_t shard = 0;
+    for (auto& b : g.buckets) b.shard_offset = shard, shard += b.length() / dp;
+
+    auto opts = at::TensorOptions().device(members.front().param.device());
+    at::Tensor full_master = at::zeros({total}, opts.dtype(at::kFloat));
+    for (size_t i = 0; i < members.size(); ++i)
+      full_master.narrow(0, g.slots[i].offset, g.slots[i].numel).copy_(members[i].param.reshape({-1}));
+    const int64_t state_size = layout_.zero1 ? shard : total;
+    if (layout_.zero1) {
+      g.params = full_master.to(g.dtype).clone();
+      g.master = at::empty({shard}, opts.dtype(at::kFloat));
+      for (const auto& b : g.buckets) shard_view(g.master, b).copy_(owned_view(full_master, b));
+    } else {
+      g.master = full_master;
+      g.params = g.dtype == at::kFloat ? g.master : g.master.to(g.dtype);
+    }
+    g.grads = at::zeros({total}, opts.dtype(g.dtype));
+    if (g.dtype != at::kFloat && !accumulate_in_compute_dtype_) g.grad_acc = at::zeros({total}, opts.dtype(at::kFloat));
+    g.exp_avg = at::zeros({state_size}, opts.dtype(at::kFloat));
+    g.exp_avg_sq = at::zeros({state_size}, opts.dtype(at::kFloat));
+    g.step = at::zeros({}, opts.dtype(at::kFloat));
+    for (size_t i = 0; i < members.size(); ++i) {
+      const auto& slot = g.slots[i];
+      at::Tensor& p = members[i].param;
+      p.set_data(g.params.narrow(0, slot.offset, slot.numel).view(slot.shape));
+      p.mutable_grad() = g.grads.narrow(0, slot.offset, slot.numel).view(slot.shape);
+    }
+    groups_.push_back(std::move(g));
   }
   // Without an fp32 accumulator the update reads each bucket's (or slice's) gradients through one
   // fp32 scratch buffer of the largest length.

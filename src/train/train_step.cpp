@@ -8,10 +8,10 @@ namespace yt {
 
 OptimizerLayout optimizer_layout(const Config& cfg, const Mesh& mesh) {
   OptimizerLayout layout;
-  layout.dp_rank = mesh.dp_rank;
-  layout.dp_size = mesh.dp;
-  layout.dp = mesh.dp_group.get();
-  layout.zero1 = cfg.parallel.zero1 && mesh.dp > 1;
+  layout.dp_rank = mesh.coord(MeshDim::dp);
+  layout.dp_size = mesh.size(MeshDim::dp);
+  layout.dp = mesh.group(MeshDim::dp);
+  layout.zero1 = cfg.parallel.zero1 && mesh.size(MeshDim::dp) > 1;
   layout.bucket_mb = cfg.parallel.bucket_mb;
   layout.reduce_in_fp32 = cfg.parallel.reduce_dtype == "fp32";
   return layout;
@@ -25,24 +25,24 @@ TrainStep::TrainStep(Decoder model, FlatAdamW& opt, const TrainConfig& cfg, at::
   last_grad_norm = at::zeros({}, opts);
   skipped_total = at::zeros({}, opts);
   skipped_in_a_row = at::zeros({}, opts);
-  if (mesh_ && mesh_->dp > 1) sync_ = std::make_unique<GradSync>(model_, opt_, mesh_->dp_group.get(), overlap);
+  if (mesh_ && mesh_->size(MeshDim::dp) > 1) sync_ = std::make_unique<GradSync>(model_, opt_, mesh_->group(MeshDim::dp), overlap);
 }
 
 at::Tensor TrainStep::global_grad_norm() {
   // Count every gradient once: TP-sharded groups on every TP rank, replicated ones on TP rank 0;
   // with ZeRO-1 each DP rank holds distinct slices, without it the replicas are equal.
-  const int tp_rank = mesh_ ? mesh_->tp_rank : 0;
+  const int tp_rank = mesh_ ? mesh_->coord(MeshDim::tp) : 0;
   at::Tensor sq = at::zeros({}, loss_sum.options());
   for (const auto& g : opt_.groups())
     if (g.tp_sharded || tp_rank == 0) sq += opt_.grad_norm_sq(g);
-  if (mesh_ && mesh_->tp > 1) mesh_->tp_group->all_reduce(sq);
-  if (mesh_ && mesh_->dp > 1 && opt_.layout().zero1) mesh_->dp_group->all_reduce(sq);
+  if (mesh_ && mesh_->size(MeshDim::tp) > 1) mesh_->group(MeshDim::tp)->all_reduce(sq);
+  if (mesh_ && mesh_->size(MeshDim::dp) > 1 && opt_.layout().zero1) mesh_->group(MeshDim::dp)->all_reduce(sq);
   return sq.sqrt();
 }
 
 void TrainStep::run(const std::function<at::Tensor()>& next_batch, int64_t accum, double lr, bool poison) {
   PhaseScope step_range("yocotron::step");
-  const int64_t dp = mesh_ ? mesh_->dp : 1;
+  const int64_t dp = mesh_ ? mesh_->size(MeshDim::dp) : 1;
   const double scale = 1.0 / static_cast<double>(accum * dp);  // reductions sum: this makes them means
   opt_.zero_grad();
   at::Tensor step_loss = at::zeros({}, loss_sum.options());
@@ -69,9 +69,9 @@ void TrainStep::run(const std::function<at::Tensor()>& next_batch, int64_t accum
   {
     PhaseScope range(Phase::GradSync, "yocotron::grad_sync");
     if (sync_) sync_->finish();
-    if (mesh_ && mesh_->tp > 1)  // weights shared across heads saw only this rank's heads
+    if (mesh_ && mesh_->size(MeshDim::tp) > 1)  // weights shared across heads saw only this rank's heads
       for (auto& g : opt_.groups())
-        if (g.tp_partial) mesh_->tp_group->all_reduce(g.reduce_buffer(opt_.layout().reduce_in_fp32));
+        if (g.tp_partial) mesh_->group(MeshDim::tp)->all_reduce(g.reduce_buffer(opt_.layout().reduce_in_fp32));
     norm = global_grad_norm();
     found_inf = at::logical_not(at::isfinite(norm)).to(at::kFloat);
     clip = at::ones({}, norm.options());

@@ -180,7 +180,7 @@ class Trainer {
 
   int run();
   const Config& config() const { return cfg_; }
-  OomContext oom_context() const { return {setup_ ? setup_->device.str() : "cpu", setup_ ? setup_->mesh->dp : 1, ""}; }
+  OomContext oom_context() const { return {setup_ ? setup_->device.str() : "cpu", setup_ ? setup_->mesh->size(MeshDim::dp) : 1, ""}; }
 
  private:
   void build_model_and_optimizer();
@@ -236,7 +236,7 @@ void Trainer::build_model_and_optimizer() {
     std::map<std::string, at::Tensor> out;
     for (const auto& [name, t] : global) {
       auto it = specs.find(name);
-      out[name] = it == specs.end() ? t : local_shard(t, it->second, setup_->mesh->tp_rank, setup_->mesh->tp);
+      out[name] = it == specs.end() ? t : local_shard(t, it->second, setup_->mesh->coord(MeshDim::tp), setup_->mesh->size(MeshDim::tp));
     }
     return out;
   };
@@ -278,7 +278,7 @@ void Trainer::build_model_and_optimizer() {
 void Trainer::open_data() {
   LoaderOptions lo;
   lo.seq_len = cfg_.data.seq_len;
-  lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, setup_->mesh->dp_rank, setup_->mesh->dp};
+  lo.layout = {cfg_.train.global_batch, cfg_.train.micro_batch, setup_->mesh->coord(MeshDim::dp), setup_->mesh->size(MeshDim::dp)};
   lo.seed = static_cast<uint64_t>(cfg_.train.seed);
   lo.prefetch = cfg_.data.prefetch;
   lo.pin_memory = setup_->device.is_cuda();
@@ -306,12 +306,12 @@ std::optional<double> Trainer::evaluate() {
   at::Tensor total = at::zeros({}, setup_->step->loss_sum.options());
   for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
     if (setup_->mesh->any_rank(stop_requested())) return std::nullopt;
-    at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, setup_->mesh->dp_rank, setup_->mesh->dp, i).to(setup_->device);
+    at::Tensor b = eval_batch(*val_ds_, T, cfg_.train.micro_batch, setup_->mesh->coord(MeshDim::dp), setup_->mesh->size(MeshDim::dp), i).to(setup_->device);
     total += setup_->model->loss(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(at::kFloat);
     hooks_.after_eval_batch();
   }
-  if (setup_->mesh->dp > 1) setup_->mesh->dp_group->all_reduce(total);
-  return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * setup_->mesh->dp);
+  if (setup_->mesh->size(MeshDim::dp) > 1) setup_->mesh->group(MeshDim::dp)->all_reduce(total);
+  return total.item<double>() / static_cast<double>(cfg_.train.eval_batches * setup_->mesh->size(MeshDim::dp));
 }
 
 // train.eval_tasks: every rank tokenizes its data-parallel share of the items once, with the
@@ -328,7 +328,7 @@ void Trainer::prepare_tasks() {
   } catch (const std::invalid_argument& e) {  // the data's tokenizer file is bad: every rank sees it
     throw JobError(cat("train.eval_tasks: ", e.what()), false);
   }
-  const EvalShard shard{setup_->mesh->dp_rank, setup_->mesh->dp, setup_->mesh->dp_mpi};
+  const EvalShard shard{setup_->mesh->coord(MeshDim::dp), setup_->mesh->size(MeshDim::dp), setup_->mesh->mpi(MeshDim::dp)};
   for (auto& t : raw_tasks_) tasks_.push_back(tokenize_task(std::move(t), *tok, shard));
   raw_tasks_.clear();
 }
@@ -337,7 +337,7 @@ void Trainer::prepare_tasks() {
 // when a stop signal cut it short (the ranks agree on the stop before every batch).
 std::optional<std::vector<TaskResult>> Trainer::evaluate_tasks() {
   PhaseScope range(Phase::Evaluation, "yocotron::eval_tasks");
-  const EvalShard shard{setup_->mesh->dp_rank, setup_->mesh->dp, setup_->mesh->dp_mpi};
+  const EvalShard shard{setup_->mesh->coord(MeshDim::dp), setup_->mesh->size(MeshDim::dp), setup_->mesh->mpi(MeshDim::dp)};
   std::vector<TaskResult> out;
   for (const auto& t : tasks_) {
     auto scored = score_task(setup_->model, t, shard, cfg_.train.micro_batch, [this] {
@@ -411,11 +411,11 @@ void Trainer::log_point(bool force) {
   if (steps_in_interval_ == 0) return;
   if (!force && step_ % cfg_.log.every != 0) return;
   at::Tensor loss = setup_->step->loss_sum.clone();
-  if (setup_->mesh->dp > 1) setup_->mesh->dp_group->all_reduce(loss);  // mean over the data-parallel replicas
+  if (setup_->mesh->size(MeshDim::dp) > 1) setup_->mesh->group(MeshDim::dp)->all_reduce(loss);  // mean over the data-parallel replicas
   TrainRow r;
   r.step = step_;
   r.tokens = static_cast<int64_t>(consumed_) * cfg_.data.seq_len;
-  r.loss = loss.item<double>() / static_cast<double>(steps_in_interval_ * setup_->mesh->dp);  // the step's only host wait
+  r.loss = loss.item<double>() / static_cast<double>(steps_in_interval_ * setup_->mesh->size(MeshDim::dp));  // the step's only host wait
   r.lr = last_lr_;
   r.grad_norm = setup_->step->last_grad_norm.item<double>();
   r.skipped = static_cast<int64_t>(setup_->step->skipped_total.item<double>());
@@ -460,9 +460,9 @@ void Trainer::save() {
   t.exp_avg_sq = setup_->optimizer->tensors("exp_avg_sq");
   t.rng["cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   CheckpointLayout layout;
-  layout.tp_rank = setup_->mesh->tp_rank;
-  layout.tp = setup_->mesh->tp;
-  layout.writer = setup_->mesh->dp_rank == 0;
+  layout.tp_rank = setup_->mesh->coord(MeshDim::tp);
+  layout.tp = setup_->mesh->size(MeshDim::tp);
+  layout.writer = setup_->mesh->coord(MeshDim::dp) == 0;
   layout.specs = setup_->model->shard_specs();
   auto t0 = Clock::now();
   std::string dir = write_checkpoint((fs::path(run_dir_) / "checkpoints").string(), st, t, cfg_.checkpoint.keep_last,
@@ -510,7 +510,8 @@ int Trainer::run() {
   if (resume_) log::info("resumed from ", resume_->dir, " at step ", step_);
   ParamCounts pc = count_parameters(cfg_.model, setup_->model->plan());
   log::info("training ", cfg_.model.arch, " (", format_count(static_cast<double>(pc.total)), " parameters) on ",
-            setup_->mesh->world_size, " process(es) (dp=", setup_->mesh->dp, " x tp=", setup_->mesh->tp, setup_->optimizer->layout().zero1 ? ", ZeRO-1" : "",
+            setup_->mesh->world_size, " process(es) (", setup_->mesh->describe(),
+            setup_->model->tp().sequence_parallel ? ", sequence parallel" : "", setup_->optimizer->layout().zero1 ? ", ZeRO-1" : "",
             ", ", setup_->device.is_cuda() ? "cuda" : "cpu", ") in ", cfg_.train.precision, ": ", cfg_.train.steps,
             " steps of ", tokens_per_step_, " tokens, ", loader_->accum_steps(), " micro-batch(es) per step; run dir ", run_dir_);
   reset_peak_memory(setup_->cuda_index);

@@ -34,11 +34,11 @@ TrainingSetup::TrainingSetup(const Config& cfg) {
   }
   mesh = make_mesh(cfg.parallel.tp, gpu(), cuda_index);
   if (mesh->world_size > 1) Watchdog::get().start(cfg.parallel.timeout_s, mesh->world_rank);
-  const int64_t per_step = cfg.train.micro_batch * mesh->dp;
+  const int64_t per_step = cfg.train.micro_batch * mesh->size(MeshDim::dp);
   if (cfg.train.global_batch % per_step != 0)
     throw ConfigError({cat("train.global_batch=", cfg.train.global_batch, " is not a multiple of train.micro_batch x ",
-                           "data-parallel size = ", cfg.train.micro_batch, " x ", mesh->dp, " (", mesh->world_size,
-                           " processes / parallel.tp=", mesh->tp, ")")});
+                           "data-parallel size = ", cfg.train.micro_batch, " x ", mesh->size(MeshDim::dp), " (", mesh->world_size,
+                           " processes / parallel.tp=", mesh->size(MeshDim::tp), ")")});
   check_memory_fits(cfg, *mesh, bf16(), cuda_index);  // before anything is built or written
 }
 
@@ -46,7 +46,7 @@ void TrainingSetup::build(const Config& cfg, bool ignore_init_from) {
   set_phase(Phase::Build);
   Config build_cfg = cfg;
   if (ignore_init_from) build_cfg.model.init_from.clear();
-  model = build_decoder(build_cfg, TpContext{mesh->tp_rank, mesh->tp, mesh->tp_group.get()});
+  model = build_decoder(build_cfg, mesh->tp_context(build_cfg.parallel.sequence_parallel));
   model->to(device);
   optimizer = std::make_unique<FlatAdamW>(model, cfg.train, compute, optimizer_layout(cfg, *mesh));
   step = std::make_unique<TrainStep>(model, *optimizer, cfg.train, device, mesh.get(), cfg.parallel.overlap);
