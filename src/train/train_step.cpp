@@ -69,7 +69,9 @@ void TrainStep::run(const std::function<at::Tensor()>& next_batch, int64_t accum
   {
     PhaseScope range(Phase::GradSync, "yocotron::grad_sync");
     if (sync_) sync_->finish();
-    if (mesh_ && mesh_->size(MeshDim::tp) > 1)  // weights shared across heads saw only this rank's heads
+    // Replicated weights whose gradient saw only this rank's heads (K/V mixing) or tokens (norms under
+    // sequence parallelism), as their layers declared.
+    if (mesh_ && mesh_->size(MeshDim::tp) > 1)
       for (auto& g : opt_.groups())
         if (g.tp_partial) mesh_->group(MeshDim::tp)->all_reduce(g.reduce_buffer(opt_.layout().reduce_in_fp32));
     norm = global_grad_norm();
