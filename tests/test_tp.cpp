@@ -39,6 +39,19 @@ double rel_diff(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).abs().max() / (b.abs().max() + 1e-12)).item<double>();
 }
 
+// A single-process model and a TP one with the same weights, the mixing weights moved off their
+// init identically on both.
+std::pair<Decoder, Decoder> reference_and_parallel(const ModelConfig& m, const TpContext& ctx) {
+  Decoder ref(m), par(m, ctx);
+  torch::NoGradGuard g;
+  for (auto* d : {&ref, &par}) {
+    (*d)->init_weights(3);
+    for (auto& p : (*d)->named_parameters())
+      if (ends_with(p.key(), "_mix")) p.value().add_(0.3);
+  }
+  return {ref, par};
+}
+
 // Every parameter's gradient as the train step sees it (partial ones summed over the group, shards
 // gathered), by name.
 std::map<std::string, at::Tensor> assembled_grads(Decoder& d) {
@@ -110,17 +123,8 @@ TEST_CASE("TP=2 equals TP=1: logits, loss and every parameter's gradient (vocabu
     INFO(arch);
     ModelConfig m = tp_model(arch);
     m.resformer.learnable = true;
-    Decoder ref(m);
-    ref->init_weights(3);
-    TpContext ctx{mesh->coord(MeshDim::tp), mesh->size(MeshDim::tp), mesh->group(MeshDim::tp)};
-    Decoder par(m, ctx);
-    par->init_weights(3);
-    {  // mixing weights away from their init, identically on both
-      torch::NoGradGuard g;
-      for (auto* d : {&ref, &par})
-        for (auto& p : (*d)->named_parameters())
-          if (ends_with(p.key(), "_mix")) p.value().add_(0.3);
-    }
+    const TpContext ctx = mesh->tp_context(false);
+    auto [ref, par] = reference_and_parallel(m, ctx);
     auto tokens = at::randint(0, m.vocab_size, {3, 9}, at::detail::createCPUGenerator(5), at::kLong);
     auto targets = at::randint(0, m.vocab_size, {3, 9}, at::detail::createCPUGenerator(6), at::kLong);
     auto logits = tp::gather_shards(par->forward(tokens), 2, ctx).narrow(2, 0, m.vocab_size);
@@ -200,17 +204,8 @@ TEST_CASE("TP=2 with sequence parallelism equals TP=1: logits, loss and every gr
       INFO(arch << ", recompute " << static_cast<int>(exec.recompute) << ", loss chunk " << exec.loss_chunk_tokens);
       ModelConfig m = tp_model(arch);
       m.resformer.learnable = true;
-      Decoder ref(m);
-      ref->init_weights(3);
-      Decoder par(m, ctx);
-      par->init_weights(3);
+      auto [ref, par] = reference_and_parallel(m, ctx);
       par->set_exec_options(exec);
-      {  // mixing weights away from their init, identically on both
-        torch::NoGradGuard g;
-        for (auto* d : {&ref, &par})
-          for (auto& p : (*d)->named_parameters())
-            if (ends_with(p.key(), "_mix")) p.value().add_(0.3);
-      }
       // 10 tokens: 5 per rank, so the window (3) and the retention chunk (4) cross the split.
       auto tokens = at::randint(0, m.vocab_size, {3, 10}, at::detail::createCPUGenerator(5), at::kLong);
       auto targets = at::randint(0, m.vocab_size, {3, 10}, at::detail::createCPUGenerator(6), at::kLong);
